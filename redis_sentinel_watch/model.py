@@ -1,0 +1,167 @@
+"""Immutable values that describe what the Sentinels told us and what we concluded.
+
+Everything here is a frozen dataclass so that a topology can be compared, hashed,
+handed across tasks and kept as "the last good answer" without anyone mutating it
+behind our back. Nothing in this module performs I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "Address",
+    "AddressError",
+    "GroupTopology",
+    "GroupView",
+    "Health",
+    "SentinelView",
+    "Topology",
+]
+
+
+class AddressError(ValueError):
+    """A ``host:port`` string could not be parsed; the message says why."""
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """A TCP endpoint. ``str()`` gives the canonical ``host:port`` (IPv6 in brackets)."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise AddressError("empty host")
+        if not 0 <= self.port <= 65535:  # 0 = "any free port" when binding
+            raise AddressError(f"port {self.port} out of range 1-65535")
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True for 127.0.0.0/8, ::1 and ``localhost``."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Parse ``host:port`` or ``[v6]:port``; raise :class:`AddressError` naming the problem."""
+        if not isinstance(text, str):
+            raise AddressError(f"expected a 'host:port' string, got {type(text).__name__}")
+        raw = text.strip()
+        if raw.startswith("["):
+            end = raw.find("]")
+            if end < 0 or raw[end + 1 : end + 2] != ":":
+                raise AddressError(f"{text!r} is not '[ipv6]:port'")
+            host, port_text = raw[1:end], raw[end + 2 :]
+        else:
+            host, sep, port_text = raw.rpartition(":")
+            if not sep:
+                raise AddressError(f"{text!r} is not 'host:port' (no port)")
+            if ":" in host:
+                raise AddressError(f"{text!r}: write IPv6 addresses as '[addr]:port'")
+        if not host:
+            raise AddressError(f"{text!r} has no host")
+        if not port_text.isdigit():
+            raise AddressError(f"{text!r}: port {port_text!r} is not a number")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise AddressError(f"{text!r}: port {port} out of range 1-65535")
+        return cls(host, port)
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """What one Sentinel said about one master group at one poll.
+
+    ``primary`` is the address Sentinel currently lists for the master;
+    ``config_epoch`` is Sentinel's epoch for that configuration (higher wins);
+    ``primary_down`` is true when Sentinel flags the master s_down/o_down;
+    ``failover_in_progress`` when it flags ``failover_in_progress``.
+    """
+
+    group: str
+    primary: Address
+    config_epoch: int
+    replicas: tuple[Address, ...] = ()
+    primary_down: bool = False
+    failover_in_progress: bool = False
+
+
+@dataclass(frozen=True)
+class SentinelView:
+    """One Sentinel's answer at one poll, or the fact that it did not answer.
+
+    ``groups`` maps group name to :class:`GroupView`. ``reachable`` is false when
+    the Sentinel could not be asked; ``tilt`` when it reported TILT mode (its
+    judgement is then unreliable, so the agreement counts it less).
+    """
+
+    sentinel: Address
+    reachable: bool
+    groups: dict[str, GroupView] = field(default_factory=dict)
+    tilt: bool = False
+    error: str | None = None
+
+    def __hash__(self) -> int:  # dict field: hash by identity of the sentinel and answer
+        return hash((self.sentinel, self.reachable, tuple(sorted(self.groups.items()))))
+
+
+class Health(StrEnum):
+    """How sure we are about a group's primary."""
+
+    OK = "ok"
+    DEGRADED = "degraded"  # no agreement now; keeping the last good primary
+    UNKNOWN = "unknown"  # never had an agreed primary
+
+
+@dataclass(frozen=True)
+class GroupTopology:
+    """The concluded state of one master group.
+
+    ``primary`` is None only when no primary was ever agreed on. ``agreeing``
+    counts Sentinels that confirmed ``primary`` at ``config_epoch`` out of
+    ``sentinels`` configured.
+    """
+
+    name: str
+    primary: Address | None
+    replicas: tuple[Address, ...] = ()
+    config_epoch: int = 0
+    agreeing: int = 0
+    sentinels: int = 0
+    health: Health = Health.UNKNOWN
+    reason: str = ""
+
+    @property
+    def routing_key(self) -> tuple[str, Address | None]:
+        """The part of the group that decides where sidecars send traffic."""
+        return (self.name, self.primary)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """All groups, keyed by name. Two topologies with the same routing are equal for xDS."""
+
+    groups: tuple[GroupTopology, ...] = ()
+
+    def group(self, name: str) -> GroupTopology | None:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        return None
+
+    def primaries(self) -> dict[str, Address | None]:
+        """Group name → current primary (or None), the only input xDS resources need."""
+        return {g.name: g.primary for g in self.groups}

@@ -1,0 +1,99 @@
+"""Resource builders, snapshot consistency and content-hash versions."""
+
+from __future__ import annotations
+
+import pytest
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
+from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import RedisProxy
+from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryResponse
+
+from redis_sentinel_watch import Address
+from xds.resources import GroupSpec, build_cluster, build_listener, build_load_assignment
+from xds.snapshot import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    InconsistentSnapshotError,
+    Snapshot,
+    build_snapshot,
+)
+from xds.wire import sotw_body, sotw_response_bytes, varint
+
+A = Address("127.0.0.1", 7001)
+B = Address("127.0.0.1", 7002)
+LISTEN = Address("127.0.0.1", 6379)
+
+
+def spec(primary: Address | None = A) -> GroupSpec:
+    return GroupSpec("mymaster", LISTEN, primary, op_timeout_ms=2500)
+
+
+def test_listener_routes_everything_to_the_group_cluster() -> None:
+    """The Listener binds the group's address and routes all commands to redis/<group>."""
+    listener = build_listener(spec())
+    assert listener.address.socket_address.port_value == 6379
+    (chain,) = listener.filter_chains
+    (flt,) = chain.filters
+    assert flt.name == "envoy.filters.network.redis_proxy"
+    proxy = flt.typed_config.unpack()
+    assert isinstance(proxy, RedisProxy)
+    assert proxy.prefix_routes.catch_all_route.cluster == "redis/mymaster"
+    assert proxy.settings.op_timeout.total_seconds() == 2.5
+
+
+def test_load_assignment_has_only_the_primary_with_locality_and_weights() -> None:
+    """One endpoint, the primary, with locality and weights (gRPC's xDS client needs them)."""
+    cla = build_load_assignment(spec())
+    (locality,) = cla.endpoints
+    assert locality.locality is not None and locality.load_balancing_weight == 1
+    (ep,) = locality.lb_endpoints
+    assert ep.endpoint.address.socket_address.port_value == 7001
+    assert ep.load_balancing_weight == 1
+
+
+def test_no_primary_gives_empty_assignment() -> None:
+    """Without a primary the assignment has no endpoint (commands fail fast)."""
+    assert build_load_assignment(spec(None)).endpoints == []
+
+
+def test_failover_changes_cluster_but_not_listener() -> None:
+    """A new primary changes the Cluster (so Envoy drops old upstream connections) and EDS,
+    never the Listener (so clients keep their connection to the sidecar)."""
+    one, two = build_snapshot([spec(A)]), build_snapshot([spec(B)])
+    assert one.version(LISTENER) == two.version(LISTENER)
+    assert one.version(CLUSTER) != two.version(CLUSTER)
+    assert one.version(ENDPOINT) != two.version(ENDPOINT)
+    assert build_cluster(spec(A)).name == build_cluster(spec(B)).name
+
+
+def test_versions_are_content_hashes() -> None:
+    """Same topology, same versions: a restarted or second control plane causes no churn."""
+    assert build_snapshot([spec(A)]).versions == build_snapshot([spec(A)]).versions
+
+
+def test_inconsistent_snapshot_rejected() -> None:
+    """A cluster without its endpoints, or a listener without its cluster, is refused."""
+    with pytest.raises(InconsistentSnapshotError, match="needs ClusterLoadAssignment"):
+        Snapshot.of([], [build_cluster(spec())], []).consistent()
+    with pytest.raises(InconsistentSnapshotError, match="missing cluster"):
+        Snapshot.of([build_listener(spec())], [], []).consistent()
+
+
+def test_framed_response_parses_back() -> None:
+    """Hand-framed DiscoveryResponse bytes parse with envoy-data-plane's own class."""
+    snap = build_snapshot([spec()])
+    res = snap.by_type[ENDPOINT]
+    data = sotw_response_bytes(sotw_body(res.version, res.items.values(), ENDPOINT), "n7")
+    resp = DiscoveryResponse.FromString(data)
+    assert resp.version_info == res.version and resp.nonce == "n7"
+    assert resp.type_url == ENDPOINT
+    (any_,) = resp.resources
+    cla = any_.unpack()
+    assert isinstance(cla, ClusterLoadAssignment)
+    assert cla.cluster_name == "redis/mymaster/127.0.0.1:7001"
+
+
+def test_varint() -> None:
+    """Protobuf varints, including multi-byte ones."""
+    assert varint(1) == b"\x01"
+    assert varint(300) == b"\xac\x02"

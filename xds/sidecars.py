@@ -1,0 +1,146 @@
+"""Per-sidecar state: who is connected, and what each has been sent, ACKed and NACKed.
+
+The protocol layer writes it; ``/status``, ``/metrics``, the failover timeline
+and ``drain`` read it. It holds no protocol logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Sidecar", "Sidecars", "SyncState", "TypeState"]
+
+
+class SyncState(StrEnum):
+    SYNCED = "SYNCED"  # ACKed the latest version we have for it
+    STALE = "STALE"  # has not ACKed the latest version (in flight, or slow)
+    NACKED = "NACKED"  # rejected the latest version it was sent
+    NOT_SENT = "NOT_SENT"  # never subscribed to this type
+
+
+@dataclass
+class TypeState:
+    """One resource type on one stream."""
+
+    subscribed: frozenset[str] = frozenset()
+    wildcard: bool = False
+    requested: bool = False  # has sent at least one request for this type
+    sent_version: str = ""
+    sent_nonce: str = ""
+    sent_names: frozenset[str] = frozenset()
+    sent_at: float | None = None  # monotonic
+    acked_version: str = ""
+    acked_at: float | None = None  # monotonic
+    nacked_version: str = ""
+    nack_detail: str = ""
+    nacks: int = 0
+
+    def state(self) -> SyncState:
+        if not self.requested:
+            return SyncState.NOT_SENT
+        if self.nacked_version and self.nacked_version == self.sent_version:
+            return SyncState.NACKED
+        if self.sent_version and self.acked_version == self.sent_version:
+            return SyncState.SYNCED
+        return SyncState.STALE
+
+
+@dataclass
+class Sidecar:
+    """One connected ADS stream (normally one Envoy)."""
+
+    stream_id: int
+    peer: str
+    protocol: str  # "sotw" or "delta"
+    node_id: str = ""
+    cluster: str = ""
+    envoy_version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    connected_at: float = field(default_factory=time.time)  # wall clock, for people
+    types: dict[str, TypeState] = field(default_factory=dict)
+
+    def type(self, type_url: str) -> TypeState:
+        state = self.types.get(type_url)
+        if state is None:
+            state = self.types[type_url] = TypeState()
+        return state
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "node_id": self.node_id,
+            "cluster": self.cluster,
+            "envoy_version": self.envoy_version,
+            "peer": self.peer,
+            "protocol": self.protocol,
+            "connected_since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.connected_at)),
+            "types": {
+                url.rsplit(".", 1)[-1]: {
+                    "state": ts.state().value,
+                    "sent": ts.sent_version,
+                    "acked": ts.acked_version,
+                    "nacked": ts.nacked_version,
+                    "nack_detail": ts.nack_detail,
+                    "nacks": ts.nacks,
+                }
+                for url, ts in sorted(self.types.items())
+            },
+        }
+
+
+class Sidecars:
+    """Registry of connected sidecars, with a way to wait for ACKs."""
+
+    def __init__(self) -> None:
+        self._by_stream: dict[int, Sidecar] = {}
+        self._next_id = 0
+        self._progress: asyncio.Future[None] | None = None
+
+    def open(self, peer: str, protocol: str) -> Sidecar:
+        self._next_id += 1
+        sidecar = Sidecar(self._next_id, peer, protocol)
+        self._by_stream[sidecar.stream_id] = sidecar
+        return sidecar
+
+    def close(self, sidecar: Sidecar) -> None:
+        self._by_stream.pop(sidecar.stream_id, None)
+        self.notify()
+
+    def all(self) -> list[Sidecar]:
+        return list(self._by_stream.values())
+
+    def __len__(self) -> int:
+        return len(self._by_stream)
+
+    def notify(self) -> None:
+        """Something was ACKed, NACKed or disconnected: wake waiters."""
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+
+    def acked_count(self, type_url: str, version: str) -> tuple[int, int]:
+        """(sidecars that ACKed ``version`` of ``type_url``, sidecars subscribed to it)."""
+        subscribed = [s for s in self._by_stream.values() if s.type(type_url).requested]
+        acked = sum(1 for s in subscribed if s.type(type_url).acked_version == version)
+        return acked, len(subscribed)
+
+    async def wait_acked(self, type_url: str, version: str, within_s: float) -> tuple[int, int]:
+        """Wait until every subscribed sidecar ACKed ``version`` or ``within_s`` passed.
+
+        Returns (acked, subscribed) at that moment.
+        """
+        deadline = time.monotonic() + within_s
+        while True:
+            acked, total = self.acked_count(type_url, version)
+            remaining = deadline - time.monotonic()
+            if acked >= total or remaining <= 0:
+                return acked, total
+            if self._progress is None or self._progress.done():
+                self._progress = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._progress), remaining)
+            except TimeoutError:
+                return self.acked_count(type_url, version)

@@ -1,0 +1,158 @@
+"""A snapshot: every resource a sidecar should have, as a plain value that checks itself.
+
+Built once per topology version by :func:`build_snapshot` (pure), checked with
+:meth:`Snapshot.consistent`, then handed to the cache. Versions are content
+hashes over canonical bytes, so two control-plane replicas — or one restarted
+— hand out the same versions for the same topology and Envoy sees no churn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import betterproto2
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
+from envoy_data_plane.envoy.config.listener.v3 import Listener
+from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import RedisProxy
+from envoy_data_plane.google.protobuf import Any
+
+from .resources import GroupSpec, build_group
+
+__all__ = [
+    "CLUSTER",
+    "ENDPOINT",
+    "LISTENER",
+    "PUSH_ORDER",
+    "InconsistentSnapshotError",
+    "Snapshot",
+    "TypeResources",
+    "build_snapshot",
+]
+
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+#: Make-before-break on one ADS stream: a Cluster must exist before the
+#: endpoints that feed it, and both before a Listener that routes to it.
+PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER)
+
+#: Types whose SotW responses must carry the full set (LDS, CDS); EDS responses
+#: carry only what was asked for.
+FULL_STATE_TYPES = frozenset({LISTENER, CLUSTER})
+
+
+class InconsistentSnapshotError(ValueError):
+    """A snapshot refers to a resource it does not contain."""
+
+
+@dataclass(frozen=True)
+class TypeResources:
+    """All resources of one type: name → serialized ``Any``, with a content version."""
+
+    type_url: str
+    items: Mapping[str, bytes]
+    version: str
+
+    @classmethod
+    def of(cls, type_url: str, messages: Mapping[str, betterproto2.Message]) -> TypeResources:
+        items = {name: bytes(Any.pack(msg)) for name, msg in sorted(messages.items())}
+        return cls(type_url, items, content_version(items))
+
+    def select(self, names: Iterable[str] | None) -> list[tuple[str, bytes]]:
+        """The resources named (all of them for ``None``), in name order."""
+        if names is None:
+            return list(self.items.items())
+        return [(n, self.items[n]) for n in sorted(set(names)) if n in self.items]
+
+
+def content_version(items: Mapping[str, bytes]) -> str:
+    """A short hash over canonical (sorted name, bytes) pairs; empty set → fixed value."""
+    digest = hashlib.sha256()
+    for name in sorted(items):
+        digest.update(len(name).to_bytes(4, "big") + name.encode())
+        digest.update(len(items[name]).to_bytes(4, "big") + items[name])
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Listeners, Clusters and ClusterLoadAssignments for one topology."""
+
+    listeners: Mapping[str, Listener] = field(default_factory=dict)
+    clusters: Mapping[str, Cluster] = field(default_factory=dict)
+    endpoints: Mapping[str, ClusterLoadAssignment] = field(default_factory=dict)
+    by_type: Mapping[str, TypeResources] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        listeners: Iterable[Listener],
+        clusters: Iterable[Cluster],
+        endpoints: Iterable[ClusterLoadAssignment],
+    ) -> Snapshot:
+        ls = {m.name: m for m in listeners}
+        cs = {m.name: m for m in clusters}
+        es = {m.cluster_name: m for m in endpoints}
+        by_type = {
+            LISTENER: TypeResources.of(LISTENER, ls),
+            CLUSTER: TypeResources.of(CLUSTER, cs),
+            ENDPOINT: TypeResources.of(ENDPOINT, es),
+        }
+        return cls(ls, cs, es, by_type)
+
+    def version(self, type_url: str) -> str:
+        res = self.by_type.get(type_url)
+        return res.version if res else ""
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {t: r.version for t, r in self.by_type.items()}
+
+    def consistent(self) -> None:
+        """Raise :class:`InconsistentSnapshotError` if any reference dangles.
+
+        Every EDS cluster needs its ClusterLoadAssignment; every redis_proxy
+        route needs its Cluster. Envoy would otherwise keep the cluster warming
+        or the listener pointing nowhere (go-control-plane #59, #526).
+        """
+        for cluster in self.clusters.values():
+            eds = cluster.eds_cluster_config
+            service = (eds.service_name if eds else "") or cluster.name
+            if service not in self.endpoints:
+                raise InconsistentSnapshotError(
+                    f"cluster {cluster.name!r} needs ClusterLoadAssignment {service!r}"
+                )
+        for listener in self.listeners.values():
+            for chain in listener.filter_chains:
+                for flt in chain.filters:
+                    if flt.typed_config is None:
+                        continue
+                    proxy = flt.typed_config.unpack()
+                    if not isinstance(proxy, RedisProxy) or proxy.prefix_routes is None:
+                        continue
+                    routes = list(proxy.prefix_routes.routes)
+                    if proxy.prefix_routes.catch_all_route is not None:
+                        routes.append(proxy.prefix_routes.catch_all_route)
+                    for route in routes:
+                        if route.cluster not in self.clusters:
+                            raise InconsistentSnapshotError(
+                                f"listener {listener.name!r} routes to missing cluster "
+                                f"{route.cluster!r}"
+                            )
+
+
+def build_snapshot(specs: Iterable[GroupSpec]) -> Snapshot:
+    """Pure: group specs (config + current primaries) → a consistent snapshot."""
+    listeners, clusters, endpoints = [], [], []
+    for spec in specs:
+        listener, cluster, cla = build_group(spec)
+        listeners.append(listener)
+        clusters.append(cluster)
+        endpoints.append(cla)
+    snap = Snapshot.of(listeners, clusters, endpoints)
+    snap.consistent()
+    return snap
