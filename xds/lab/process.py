@@ -194,6 +194,20 @@ class ManagedProcess:
                 self._reap()
             return self._popen.returncode
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the process itself (not its group), as a supervisor would."""
+        with self._lock:
+            if not self._exited():
+                self._popen.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` s for the process to exit on its own; its status or None."""
+        with self._lock:
+            if not self._wait_exited(timeout):
+                return None
+            self._reap()
+            return self._popen.returncode
+
     def pause(self) -> None:
         """SIGSTOP the process group (it stops answering but keeps its sockets)."""
         with self._lock:
