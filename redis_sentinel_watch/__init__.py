@@ -5,10 +5,11 @@ is the primary of each master group right now, and how sure are we?", and
 publishes the answer as a :class:`Topology` whenever it changes.
 """
 
-from .agreement import decide_group, majority
+from .agreement import Promotion, PromotionStatus, decide_group, majority
+from .auth import Credentials, Secret, TlsSettings
 from .errors import ReplyError, UnreachableError, WatchError
 from .fake import FakeSentinelIO
-from .io import RedisSentinelIO, SentinelIO
+from .io import HostResolver, RedisSentinelIO, SentinelIO
 from .model import Address, AddressError, GroupTopology, GroupView, Health, SentinelView, Topology
 from .replies import SentinelEvent
 from .watcher import PrimaryChange, Watcher
@@ -16,16 +17,22 @@ from .watcher import PrimaryChange, Watcher
 __all__ = [
     "Address",
     "AddressError",
+    "Credentials",
     "FakeSentinelIO",
     "GroupTopology",
     "GroupView",
     "Health",
+    "HostResolver",
     "PrimaryChange",
+    "Promotion",
+    "PromotionStatus",
     "RedisSentinelIO",
     "ReplyError",
+    "Secret",
     "SentinelEvent",
     "SentinelIO",
     "SentinelView",
+    "TlsSettings",
     "Topology",
     "UnreachableError",
     "WatchError",

@@ -24,6 +24,10 @@ class FakeSentinelIO:
         self.answers: dict[Address, SentinelView] = {}
         self.roles: dict[Address, str] = {}
         self.queries = 0
+        self.role_queries: dict[Address, int] = {}
+        self.paused: dict[Address, int] = {}  # node -> pause ms asked for (until unpaused)
+        self.admin_log: list[tuple[str, Address]] = []
+        self.known_peers: dict[Address, tuple[Address, ...]] = {}  # SENTINEL SENTINELS
         self._queues: dict[Address, asyncio.Queue[SentinelEvent | None]] = {}
 
     def say(
@@ -34,11 +38,29 @@ class FakeSentinelIO:
         epoch: int = 0,
         replicas: Sequence[Address] = (),
         tilt: bool = False,
+        *,
+        failover_in_progress: bool = False,
+        promoted: Address | None = None,
+        failover_timeout_ms: int = 0,
+        down_after_ms: int = 0,
     ) -> None:
-        """Make ``sentinel`` report ``primary`` at ``epoch`` for ``group``."""
+        """Make ``sentinel`` report ``primary`` at ``epoch`` for ``group``.
+
+        ``failover_in_progress`` and ``promoted`` describe a Sentinel leading a
+        failover that selected ``promoted``.
+        """
         old = self.answers.get(sentinel)
         groups = dict(old.groups) if old and old.reachable else {}
-        groups[group] = GroupView(group, primary, epoch, tuple(replicas))
+        groups[group] = GroupView(
+            group,
+            primary,
+            epoch,
+            tuple(replicas),
+            failover_in_progress=failover_in_progress,
+            promoted=promoted,
+            failover_timeout_ms=failover_timeout_ms,
+            down_after_ms=down_after_ms,
+        )
         self.answers[sentinel] = SentinelView(sentinel, True, groups, tilt=tilt)
 
     def go_down(self, sentinel: Address) -> None:
@@ -60,11 +82,24 @@ class FakeSentinelIO:
         view = self.answers.get(sentinel)
         if view is None or not view.reachable:
             return SentinelView(sentinel, False, error="connection refused")
-        picked: dict[str, GroupView] = {g: v for g, v in view.groups.items() if g in groups}
-        return SentinelView(sentinel, True, picked, tilt=view.tilt)
+        # Like the real one: groups not asked for are reported too (the watcher warns).
+        return SentinelView(sentinel, True, dict(view.groups), tilt=view.tilt)
 
     async def role(self, node: Address) -> str:
+        self.role_queries[node] = self.role_queries.get(node, 0) + 1
         return self.roles.get(node, "")
+
+    async def pause_writes(self, node: Address, ms: int) -> str:
+        self.admin_log.append(("pause", node))
+        if self.roles.get(node, "") == "":
+            return f"redis {node}: connection refused"
+        self.paused[node] = ms
+        return ""
+
+    async def unpause_writes(self, node: Address) -> str:
+        self.admin_log.append(("unpause", node))
+        self.paused.pop(node, None)
+        return ""
 
     async def events(self, sentinel: Address) -> AsyncIterator[SentinelEvent]:
         view = self.answers.get(sentinel)
@@ -76,6 +111,12 @@ class FakeSentinelIO:
             if event is None:
                 raise UnreachableError(f"sentinel {sentinel}: connection lost")
             yield event
+
+    async def peers(self, sentinel: Address, group: str) -> tuple[Address, ...] | None:
+        view = self.answers.get(sentinel)
+        if view is None or not view.reachable:
+            return None
+        return self.known_peers.get(sentinel, ())
 
     async def aclose(self) -> None:
         return None

@@ -9,18 +9,30 @@ unit tests. Nothing above this module imports redis.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from .auth import Credentials, TlsSettings
 from .errors import ReplyError, UnreachableError, map_redis_errors
 from .model import Address, GroupView, SentinelView
-from .replies import SentinelEvent, parse_event, parse_master, parse_replicas
+from .replies import (
+    SentinelEvent,
+    parse_event,
+    parse_master,
+    parse_replicas,
+    parse_sentinels,
+    promoted_replica,
+)
 
-__all__ = ["EVENT_CHANNELS", "RedisSentinelIO", "SentinelIO"]
+__all__ = ["EVENT_CHANNELS", "HostResolver", "RedisSentinelIO", "SentinelIO"]
 
 #: Sentinel pub/sub channels that hint the topology may have changed. They are
 #: triggers only: the watcher always re-polls and decides from the poll.
@@ -67,6 +79,18 @@ class SentinelIO(Protocol):
         """The node's own ``ROLE`` (``master``/``slave``), or ``""`` if it cannot be asked."""
         ...
 
+    async def pause_writes(self, node: Address, ms: int) -> str:
+        """``CLIENT PAUSE ms WRITE`` on a Redis node; ``""`` on success, else why not."""
+        ...
+
+    async def unpause_writes(self, node: Address) -> str:
+        """``CLIENT UNPAUSE``; ``""`` on success, else why not."""
+        ...
+
+    async def peers(self, sentinel: Address, group: str) -> tuple[Address, ...] | None:
+        """``SENTINEL SENTINELS group``: the other Sentinels this one knows (None on error)."""
+        ...
+
     def events(self, sentinel: Address) -> AsyncIterator[SentinelEvent]:
         """Pub/sub events from one Sentinel; raises :class:`UnreachableError` when the
         connection fails (the watcher reconnects with backoff)."""
@@ -77,30 +101,130 @@ class SentinelIO(Protocol):
         ...
 
 
-class RedisSentinelIO:
-    """:class:`SentinelIO` over redis-py's asyncio client (RESP2, short timeouts)."""
+class HostResolver:
+    """Turns host names into IP addresses, caching each answer for ``ttl_s``.
 
-    def __init__(self, timeout_s: float = 0.5) -> None:
+    With ``announce-hostnames yes`` Sentinel reports names instead of IPs, but
+    Envoy's EDS endpoints must be IP addresses, and two Sentinels naming the
+    same node differently must still agree. So every address leaves this
+    module resolved; IP literals pass through untouched.
+    """
+
+    def __init__(self, ttl_s: float = 1.0) -> None:
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    async def resolve(self, addr: Address) -> Address:
+        """``addr`` with its host resolved; :class:`ReplyError` if the name does not resolve."""
+        try:
+            ipaddress.ip_address(addr.host)
+        except ValueError:
+            pass
+        else:
+            return addr
+        now = time.monotonic()
+        cached = self._cache.get(addr.host)
+        if cached is not None and now - cached[0] < self._ttl:
+            return Address(cached[1], addr.port)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                addr.host, addr.port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise ReplyError(f"cannot resolve host {addr.host!r}: {exc.strerror or exc}") from exc
+        if not infos:
+            raise ReplyError(f"cannot resolve host {addr.host!r}: no address")
+        ip = str(infos[0][4][0])
+        self._cache[addr.host] = (now, ip)
+        return Address(ip, addr.port)
+
+    async def view(self, view: GroupView) -> GroupView:
+        """A :class:`GroupView` with every address resolved."""
+        return dataclasses.replace(
+            view,
+            primary=await self.resolve(view.primary),
+            replicas=tuple(sorted([await self.resolve(r) for r in view.replicas])),
+            promoted=await self.resolve(view.promoted) if view.promoted else None,
+        )
+
+    async def event(self, event: SentinelEvent) -> SentinelEvent:
+        """An event with its addresses resolved where possible (left as given otherwise)."""
+        return dataclasses.replace(
+            event,
+            instance=await self._maybe(event.instance),
+            master=await self._maybe(event.master),
+        )
+
+    async def _maybe(self, addr: Address | None) -> Address | None:
+        if addr is None:
+            return None
+        try:
+            return await self.resolve(addr)
+        except ReplyError:
+            return addr
+
+
+class RedisSentinelIO:
+    """:class:`SentinelIO` over redis-py's asyncio client (RESP2, short timeouts).
+
+    ``sentinel_auth`` authenticates to Sentinels, ``redis_auth`` to the Redis
+    nodes (for ``ROLE`` and fencing); ``tls`` applies to both.
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 0.5,
+        *,
+        sentinel_auth: Credentials | None = None,
+        redis_auth: Credentials | None = None,
+        tls: TlsSettings | None = None,
+        resolver: HostResolver | None = None,
+    ) -> None:
         self._timeout = timeout_s
-        self._clients: dict[Address, aioredis.Redis] = {}
+        self._sentinel_auth = sentinel_auth
+        self._redis_auth = redis_auth
+        self._tls = tls
+        self._resolver = resolver or HostResolver()
+        self._sentinels: dict[Address, aioredis.Redis] = {}
+        self._nodes: dict[Address, aioredis.Redis] = {}
+
+    def _options(self, auth: Credentials | None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if auth is not None:
+            options.update(auth.client_options())
+        if self._tls is not None:
+            options.update(self._tls.client_options())
+        return options
+
+    def _make(self, addr: Address, auth: Credentials | None, **overrides: Any) -> aioredis.Redis:
+        options: dict[str, Any] = {
+            "host": addr.host,
+            "port": addr.port,
+            "protocol": 2,
+            "decode_responses": True,
+            "socket_timeout": self._timeout,
+            "socket_connect_timeout": self._timeout,
+            # redis-py 8 retries 10 times by default: a frozen Sentinel would then
+            # take seconds to count as down. One try; the watcher's loop retries.
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+        }
+        options.update(self._options(auth))
+        options.update(overrides)
+        return aioredis.Redis(**options)
 
     def _client(self, addr: Address) -> aioredis.Redis:
-        client = self._clients.get(addr)
+        """A cached client for a Sentinel."""
+        client = self._sentinels.get(addr)
         if client is None:
-            client = aioredis.Redis(
-                host=addr.host,
-                port=addr.port,
-                protocol=2,
-                decode_responses=True,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
-                retry_on_timeout=False,
-                # redis-py 8 retries 10 times by default: a frozen Sentinel would then
-                # take seconds to count as down. One try; the watcher's loop retries.
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
-            self._clients[addr] = client
+            client = self._sentinels[addr] = self._make(addr, self._sentinel_auth)
+        return client
+
+    def _node(self, addr: Address) -> aioredis.Redis:
+        """A cached client for a Redis node (its own credentials)."""
+        client = self._nodes.get(addr)
+        if client is None:
+            client = self._nodes[addr] = self._make(addr, self._redis_auth)
         return client
 
     async def query(self, sentinel: Address, groups: Sequence[str]) -> SentinelView:
@@ -131,6 +255,8 @@ class RedisSentinelIO:
                 problems.append(str(exc))
                 continue
             if view.group not in wanted:
+                # Still reported (without asking further), so the watcher can warn once.
+                views[view.group] = view
                 continue
             try:
                 with map_redis_errors(f"sentinel {sentinel}"):
@@ -138,18 +264,17 @@ class RedisSentinelIO:
                         client.execute_command("SENTINEL", "REPLICAS", view.group),
                         self._timeout * 2,
                     )
-                replicas = parse_replicas(raw, view.group)
+                view = dataclasses.replace(
+                    view,
+                    replicas=parse_replicas(raw, view.group),
+                    promoted=promoted_replica(raw, view.group),
+                )
             except (UnreachableError, ReplyError) as exc:
                 problems.append(str(exc))
-                replicas = ()
-            views[view.group] = GroupView(
-                group=view.group,
-                primary=view.primary,
-                config_epoch=view.config_epoch,
-                replicas=replicas,
-                primary_down=view.primary_down,
-                failover_in_progress=view.failover_in_progress,
-            )
+            try:
+                views[view.group] = await self._resolver.view(view)
+            except ReplyError as exc:
+                problems.append(f"SENTINEL MASTERS {view.group}: {exc}")
         return SentinelView(
             sentinel=sentinel,
             reachable=True,
@@ -162,7 +287,7 @@ class RedisSentinelIO:
         try:
             with map_redis_errors(f"redis {node}"):
                 reply = await asyncio.wait_for(
-                    self._client(node).execute_command("ROLE"), self._timeout * 2
+                    self._node(node).execute_command("ROLE"), self._timeout * 2
                 )
         except (UnreachableError, ReplyError):
             return ""
@@ -170,17 +295,36 @@ class RedisSentinelIO:
             return reply[0]
         return ""
 
+    async def _admin(self, node: Address, *command: str) -> str:
+        try:
+            with map_redis_errors(f"redis {node}"):
+                await asyncio.wait_for(
+                    self._node(node).execute_command(*command), self._timeout * 2
+                )
+        except (UnreachableError, ReplyError) as exc:
+            return str(exc)
+        return ""
+
+    async def pause_writes(self, node: Address, ms: int) -> str:
+        return await self._admin(node, "CLIENT", "PAUSE", str(ms), "WRITE")
+
+    async def peers(self, sentinel: Address, group: str) -> tuple[Address, ...] | None:
+        try:
+            with map_redis_errors(f"sentinel {sentinel}"):
+                raw = await asyncio.wait_for(
+                    self._client(sentinel).execute_command("SENTINEL", "SENTINELS", group),
+                    self._timeout * 2,
+                )
+            found = parse_sentinels(raw, group)
+            return tuple(sorted([await self._resolver.resolve(a) for a in found]))
+        except (UnreachableError, ReplyError):
+            return None
+
+    async def unpause_writes(self, node: Address) -> str:
+        return await self._admin(node, "CLIENT", "UNPAUSE")
+
     async def events(self, sentinel: Address) -> AsyncIterator[SentinelEvent]:
-        client = aioredis.Redis(
-            host=sentinel.host,
-            port=sentinel.port,
-            protocol=2,
-            decode_responses=True,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=None,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        client = self._make(sentinel, self._sentinel_auth, socket_timeout=None)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             with map_redis_errors(f"sentinel {sentinel}"):
@@ -188,12 +332,14 @@ class RedisSentinelIO:
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    yield parse_event(sentinel, str(message["channel"]), str(message["data"]))
+                    event = parse_event(sentinel, str(message["channel"]), str(message["data"]))
+                    yield await self._resolver.event(event)
         finally:
             await pubsub.aclose()
             await client.aclose()
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients = [*self._sentinels.values(), *self._nodes.values()]
+        self._sentinels, self._nodes = {}, {}
         for client in clients:
             await client.aclose()

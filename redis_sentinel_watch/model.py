@@ -88,7 +88,11 @@ class GroupView:
     ``primary`` is the address Sentinel currently lists for the master;
     ``config_epoch`` is Sentinel's epoch for that configuration (higher wins);
     ``primary_down`` is true when Sentinel flags the master s_down/o_down;
-    ``failover_in_progress`` when it flags ``failover_in_progress``.
+    ``failover_in_progress`` when it flags ``failover_in_progress`` (only the
+    Sentinel leading a failover does); ``promoted`` is the replica that Sentinel
+    flags ``promoted``, i.e. the one it selected to become the new primary;
+    ``failover_timeout_ms`` is the group's ``failover-timeout`` and
+    ``down_after_ms`` its ``down-after-milliseconds`` (0 if unknown).
     """
 
     group: str
@@ -97,6 +101,9 @@ class GroupView:
     replicas: tuple[Address, ...] = ()
     primary_down: bool = False
     failover_in_progress: bool = False
+    promoted: Address | None = None
+    failover_timeout_ms: int = 0
+    down_after_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,11 @@ class GroupTopology:
 
     ``primary`` is None only when no primary was ever agreed on. ``agreeing``
     counts Sentinels that confirmed ``primary`` at ``config_epoch`` out of
-    ``sentinels`` configured.
+    ``sentinels`` configured. ``provisional`` is true while ``primary`` is a
+    replica that the failover leader promoted and that reports ``master``
+    itself, but that a majority of Sentinels has not confirmed yet (see
+    :func:`redis_sentinel_watch.agreement.decide_group`); ``config_epoch`` is
+    then still the epoch of the primary it replaced.
     """
 
     name: str
@@ -143,6 +154,7 @@ class GroupTopology:
     sentinels: int = 0
     health: Health = Health.UNKNOWN
     reason: str = ""
+    provisional: bool = False
 
     @property
     def routing_key(self) -> tuple[str, Address | None]:

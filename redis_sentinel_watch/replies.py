@@ -20,6 +20,8 @@ __all__ = [
     "parse_event",
     "parse_master",
     "parse_replicas",
+    "parse_sentinels",
+    "promoted_replica",
 ]
 
 
@@ -68,7 +70,15 @@ def parse_master(entry: object, replicas: Sequence[Address] = ()) -> GroupView:
         replicas=tuple(replicas),
         primary_down=bool(flags & {"s_down", "o_down"}),
         failover_in_progress="failover_in_progress" in flags,
+        failover_timeout_ms=_optional_int(fields, "failover-timeout"),
+        down_after_ms=_optional_int(fields, "down-after-milliseconds"),
     )
+
+
+def _optional_int(fields: Mapping[str, str], key: str) -> int:
+    """A non-negative integer field that older Sentinels may omit (0 when absent or odd)."""
+    raw = fields.get(key, "")
+    return int(raw) if raw.isdigit() else 0
 
 
 def parse_replicas(reply: object, group: str) -> tuple[Address, ...]:
@@ -90,11 +100,40 @@ def parse_replicas(reply: object, group: str) -> tuple[Address, ...]:
     return tuple(sorted(out))
 
 
+def parse_sentinels(reply: object, group: str) -> tuple[Address, ...]:
+    """``SENTINEL SENTINELS group``: the *other* Sentinels the asked one has heard from."""
+    what = f"SENTINEL SENTINELS {group}"
+    if not isinstance(reply, list | tuple):
+        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
+    return tuple(sorted(_address(pairs_to_dict(entry, what), what) for entry in reply))
+
+
+def promoted_replica(reply: object, group: str) -> Address | None:
+    """The replica flagged ``promoted`` in ``SENTINEL REPLICAS group``, if any.
+
+    Only the Sentinel leading a failover sets that flag, on the replica it
+    selected (``sentinelFailoverSelectSlave``); it is cleared when the failover
+    ends or aborts. Knowing it from a poll lets the watcher start probing the
+    candidate even when the ``+selected-slave`` message was lost.
+    """
+    what = f"SENTINEL REPLICAS {group}"
+    if not isinstance(reply, list | tuple):
+        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
+    for entry in reply:
+        fields = pairs_to_dict(entry, what)
+        if "promoted" in fields.get("flags", "").split(","):
+            return _address(fields, what)
+    return None
+
+
 @dataclass(frozen=True)
 class SentinelEvent:
     """One pub/sub message from a Sentinel (``+switch-master``, ``+sdown`` …).
 
-    ``group`` is the master group the event is about, when the payload names one.
+    ``group`` is the master group the event is about, when the payload names one;
+    ``instance`` the Redis instance it is about (for ``+switch-master``, the new
+    primary); ``master`` the primary of the group as the emitting Sentinel knew
+    it (after ``@`` in the payload; for ``+switch-master``, the old primary).
     """
 
     sentinel: Address
@@ -102,6 +141,7 @@ class SentinelEvent:
     payload: str
     group: str | None = None
     instance: Address | None = None
+    master: Address | None = None
 
 
 def parse_event(sentinel: Address, channel: str, payload: str) -> SentinelEvent:
@@ -118,18 +158,29 @@ def parse_event(sentinel: Address, channel: str, payload: str) -> SentinelEvent:
     parts = payload.split()
     group: str | None = None
     instance: Address | None = None
+    master: Address | None = None
+    if channel == "+switch-master" and len(parts) >= 5:
+        group = parts[0]
+        master = _event_address(parts[1], parts[2])
+        instance = _event_address(parts[3], parts[4])
+    elif "@" in parts:
+        at = parts.index("@")
+        group = parts[at + 1] if len(parts) > at + 1 else None
+        if at >= 4:
+            instance = _event_address(parts[2], parts[3])
+        if len(parts) >= at + 4:
+            master = _event_address(parts[at + 2], parts[at + 3])
+    elif len(parts) >= 4 and parts[0] == "master":
+        group = parts[1]
+        instance = master = _event_address(parts[2], parts[3])
+    return SentinelEvent(sentinel, channel, payload, group, instance, master)
+
+
+def _event_address(host: str, port: str) -> Address | None:
+    """``host port`` from a payload, or None when they do not form an address."""
+    if not port.isdigit():
+        return None
     try:
-        if channel == "+switch-master" and len(parts) >= 5:
-            group = parts[0]
-            instance = Address(parts[3], int(parts[4]))
-        elif "@" in parts:
-            at = parts.index("@")
-            group = parts[at + 1] if len(parts) > at + 1 else None
-            if at >= 4:
-                instance = Address(parts[2], int(parts[3]))
-        elif len(parts) >= 4 and parts[0] == "master":
-            group = parts[1]
-            instance = Address(parts[2], int(parts[3]))
-    except (ValueError, AddressError):
-        pass
-    return SentinelEvent(sentinel, channel, payload, group, instance)
+        return Address(host, int(port))
+    except AddressError:
+        return None

@@ -1,54 +1,110 @@
 """The snapshot cache: the one narrow interface between "what to serve" and the protocol.
 
-The protocol layer (:mod:`xds.server`) never learns where snapshots come
-from; it only calls :meth:`SnapshotCache.current` and awaits
-:meth:`SnapshotCache.changed`. Whoever owns the topology (the service) calls
-:meth:`SnapshotCache.set`. One future per generation wakes every stream at once,
-so a push to a thousand streams costs one wake-up each, not a poll.
+The protocol layer (:mod:`xds.sotw`, :mod:`xds.delta`) never learns where
+snapshots come from. A stream asks :meth:`SnapshotCache.profile_of` which
+*profile* its node has (an opaque, hashable key: which groups it receives and
+where it listens; the service decides), then reads
+:meth:`SnapshotCache.current` for that profile and awaits
+:meth:`SnapshotCache.changed`.
+
+Whoever owns the topology (the service) calls :meth:`SnapshotCache.publish`
+with a builder, once per topology version. A profile's snapshot is built the
+first time a stream of that profile asks for it and then shared by every
+stream with that profile until the next publish, so a thousand identical
+sidecars cost one build and one serialization. One future per generation wakes
+every stream at once, so a push to a thousand streams costs one wake-up each,
+not a poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Hashable
 
 import structlog
 
+from .requests import NodeInfo
 from .snapshot import Snapshot
 
-__all__ = ["SnapshotCache"]
+__all__ = ["Builder", "ProfileOf", "SnapshotCache"]
 
 log = structlog.get_logger("xds.cache")
 
+#: profile → the snapshot every node with that profile receives
+Builder = Callable[[Hashable], Snapshot]
+#: a node (``None`` if the stream sent none) → its profile
+ProfileOf = Callable[[NodeInfo | None], Hashable]
+
+
+def _same_for_everyone(_: NodeInfo | None) -> Hashable:
+    return None
+
 
 class SnapshotCache:
-    """Holds the current :class:`Snapshot` and wakes streams when it changes."""
+    """Holds the current builder, the snapshots built from it, and wakes streams on change."""
 
-    def __init__(self) -> None:
-        self._snapshot: Snapshot | None = None
+    def __init__(self, profile_of: ProfileOf | None = None) -> None:
+        self._profile_of: ProfileOf = profile_of or _same_for_everyone
+        self._key: Hashable = None
+        self._build: Builder | None = None
+        self._built: dict[Hashable, Snapshot] = {}
+        self._previous: dict[Hashable, Snapshot] = {}
         self._changed: asyncio.Future[None] | None = None
         self.generation = 0
 
-    def current(self) -> Snapshot | None:
-        return self._snapshot
+    def set_profile_of(self, profile_of: ProfileOf) -> None:
+        """Install the node → profile rule (before streams connect)."""
+        self._profile_of = profile_of
+
+    def profile_of(self, node: NodeInfo | None) -> Hashable:
+        return self._profile_of(node)
+
+    def current(self, profile: Hashable = None) -> Snapshot | None:
+        """The snapshot for ``profile`` at the current generation (built on first use).
+
+        If building fails (a bug: builders are pure and checked), the error is
+        logged and the profile keeps the snapshot of the previous generation,
+        so its sidecars keep their last good config.
+        """
+        snap = self._built.get(profile)
+        if snap is not None or self._build is None:
+            return snap
+        try:
+            snap = self._build(profile)
+            snap.consistent()
+        except Exception as exc:
+            log.error("cache.build_failed", profile=repr(profile), error=str(exc))
+            return self._previous.get(profile)
+        self._built[profile] = snap
+        return snap
 
     def changed(self) -> asyncio.Future[None]:
-        """A future that completes at the next :meth:`set` that changes anything."""
+        """A future that completes at the next publish that changes anything."""
         if self._changed is None or self._changed.done():
             self._changed = asyncio.get_running_loop().create_future()
         return self._changed
 
+    def publish(self, key: Hashable, build: Builder) -> bool:
+        """Serve snapshots from ``build`` from now on; False (and no-op) if ``key`` is unchanged.
+
+        ``key`` identifies everything ``build`` depends on (the topology and
+        config), so an unchanged topology wakes no stream.
+        """
+        if self._build is not None and key == self._key:
+            return False
+        self._key, self._build = key, build
+        self._previous, self._built = self._built, {}
+        self.generation += 1
+        log.debug("cache.publish", generation=self.generation)
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        return True
+
     def set(self, snapshot: Snapshot) -> bool:
-        """Publish ``snapshot`` after checking it; returns False if nothing changed.
+        """Serve ``snapshot`` to every profile; False if its versions are unchanged.
 
         An inconsistent snapshot raises and is not published: streams keep the
         last good one.
         """
         snapshot.consistent()
-        if self._snapshot is not None and self._snapshot.versions == snapshot.versions:
-            return False
-        self._snapshot = snapshot
-        self.generation += 1
-        log.debug("cache.set", generation=self.generation, versions=snapshot.versions)
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        return True
+        return self.publish(tuple(sorted(snapshot.versions.items())), lambda _: snapshot)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from redis_sentinel_watch import Address, AddressError
 
 from .config import ConfigError, load_config
+from .ops_cli import OPS_COMMANDS, add_ops_commands, run_ops_command
 
 __all__ = ["main"]
 
@@ -25,6 +26,13 @@ def _address(text: str) -> Address:
         return Address.parse(text)
     except AddressError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _group_listen(text: str) -> tuple[str, Address]:
+    group, sep, addr = text.partition("=")
+    if not sep or not group:
+        raise argparse.ArgumentTypeError(f"expected GROUP=HOST:PORT, got {text!r}")
+    return group, _address(addr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +53,28 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and print a summary")
     check.add_argument("config", help="YAML config file")
+
+    client = sub.add_parser(
+        "check-client-config",
+        help="check a docker-registry config for use behind the sidecar",
+        description="Report, one line each, what is wrong with a docker-registry config "
+        "for use behind the sidecar: redis.addr not at a sidecar listener, db other than 0, "
+        "a password the sidecar does not expect, health.tcp aimed at a Redis node or missing. "
+        "Exit 0 when fine, 1 with findings, 2 when a file cannot be read. "
+        "REGISTRY_* environment overrides are not considered.",
+    )
+    client.add_argument("file", help="docker-registry config (config.yml)")
+    client.add_argument(
+        "--config",
+        "-c",
+        metavar="CONTROL_PLANE_CONFIG",
+        help="sentinel-xds config, to check redis.addr against the sidecar listeners",
+    )
+    client.add_argument(
+        "--bootstrap",
+        metavar="SIDECAR_BOOTSTRAP",
+        help="this host's sidecar bootstrap, for its --listen overrides (needs --config)",
+    )
 
     boot = sub.add_parser("bootstrap", help="print an Envoy sidecar bootstrap (YAML)")
     boot.add_argument("--node-id", required=True, help="unique id of this sidecar")
@@ -68,6 +98,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="Envoy admin listener (default 127.0.0.1:9901)",
     )
+    boot.add_argument(
+        "--ads",
+        choices=["sotw", "delta"],
+        default="sotw",
+        help="ADS variant: State of the World (default) or Delta (incremental)",
+    )
+    boot.add_argument(
+        "--listen",
+        action="append",
+        type=_group_listen,
+        default=[],
+        metavar="GROUP=HOST:PORT",
+        help="this sidecar listens for GROUP here instead of the config's groups.GROUP.listen "
+        "(e.g. two sidecars on one host); repeatable",
+    )
+    boot.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="TLS to the control plane: CA that signed its certificate (path on the sidecar host)",
+    )
+    boot.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="this sidecar's client certificate for mutual TLS (with --tls-key)",
+    )
+    boot.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
+    boot.add_argument(
+        "--tls-sni",
+        metavar="NAME",
+        help="server name to send and to require in the control plane's certificate (DNS SAN)",
+    )
     boot.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     demo = sub.add_parser("demo", help="run a local topology and show a live failover")
@@ -76,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after the failover, keep everything running until Ctrl-C",
     )
+    add_ops_commands(sub)
     return parser
 
 
@@ -84,8 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args.config, args.log_format)
+        if args.command in OPS_COMMANDS:
+            return run_ops_command(args)
         if args.command == "check-config":
             return _check(args.config)
+        if args.command == "check-client-config":
+            return _check_client(args.file, args.config, args.bootstrap)
         if args.command == "bootstrap":
             return _bootstrap(args)
         if args.command == "demo":
@@ -127,17 +193,82 @@ def _check(path: str) -> int:
     config = load_config(path)
     print(f"config OK: {len(config.sentinels)} Sentinels, {len(config.groups)} group(s)")
     for g in config.groups:
-        print(f"  group {g.name}: sidecars listen on {g.listen}")
-    print(f"  xDS on {config.xds_listen}, admin on {config.admin_listen}")
+        pairs = (("upstream AUTH", g.upstream_auth), ("client AUTH", g.downstream_auth))
+        auth = [  # user names only: the echo never shows a password
+            f"{what} as {creds.username or 'default user'}"
+            for what, creds in pairs
+            if creds is not None
+        ]
+        print(f"  group {g.name}: sidecars listen on {g.listen}" + "".join(f", {a}" for a in auth))
+    transport = config.xds_tls.mode if config.xds_tls is not None else "plaintext"
+    print(f"  xDS on {config.xds_listen} ({transport}), admin on {config.admin_listen}")
+    return 0
+
+
+def _check_client(path: str, config_path: str | None, bootstrap_path: str | None) -> int:
+    from .client_config import (  # noqa: PLC0415
+        ClientConfigError,
+        bootstrap_listen_overrides,
+        check_registry_config,
+        listeners_from_config,
+        load_registry_config,
+        load_yaml_mapping,
+    )
+
+    if bootstrap_path and not config_path:
+        print("sentinel-xds: --bootstrap needs --config (the groups it overrides)", file=sys.stderr)
+        return EXIT_USAGE
+    listeners = None
+    if config_path:
+        config = load_config(config_path)
+        overrides: dict[str, Address] = {}
+        try:
+            if bootstrap_path:
+                boot = load_yaml_mapping(bootstrap_path, "an Envoy bootstrap")
+                overrides = bootstrap_listen_overrides(boot)
+            listeners = listeners_from_config(config, overrides)
+        except ClientConfigError as exc:
+            print(f"sentinel-xds: {bootstrap_path}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        findings = check_registry_config(load_registry_config(path), listeners)
+    except ClientConfigError as exc:
+        print(f"sentinel-xds: {path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for finding in findings:
+        print(f"{path}: {finding}")
+    if findings:
+        return 1
+    print(f"{path}: OK for use behind the sidecar")
     return 0
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from .bootstrap import bootstrap_yaml  # noqa: PLC0415
+    from .bootstrap import XdsClientTls, bootstrap_yaml  # noqa: PLC0415
 
+    listen: dict[str, Address] = {}
+    for group, addr in args.listen:
+        if group in listen:
+            print(f"sentinel-xds: --listen: group {group!r} given twice", file=sys.stderr)
+            return EXIT_USAGE
+        listen[group] = addr
+    tls_flags = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key, "--tls-sni": args.tls_sni}
     try:
+        tls = None
+        if args.tls_ca is not None:
+            tls = XdsClientTls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_sni)
+        else:
+            given = [flag for flag, value in tls_flags.items() if value is not None]
+            if given:
+                raise ValueError(f"{given[0]} needs --tls-ca (the CA of the control plane)")
         text = bootstrap_yaml(
-            args.node_id, args.xds, node_cluster=args.node_cluster, admin=args.admin
+            args.node_id,
+            args.xds,
+            node_cluster=args.node_cluster,
+            admin=args.admin,
+            ads=args.ads,
+            listen=listen,
+            tls=tls,
         )
     except ValueError as exc:
         print(f"sentinel-xds: {exc}", file=sys.stderr)

@@ -7,14 +7,31 @@ The file is YAML::
       mymaster:
         listen: "127.0.0.1:6379"
         op_timeout_ms: 5000
+        sidecars:                   # optional; default: every sidecar receives the group
+          clusters: [docker-registry]   # node cluster (--node-cluster) is one of these
+          metadata: {team: infra}       # and node metadata has these top-level values
     xds:
       listen: "127.0.0.1:18000"
+      max_streams: 5000             # beyond it new streams get RESOURCE_EXHAUSTED
     admin:
       listen: "127.0.0.1:9102"
     watch:
       poll_interval_s: 1.0
       sentinel_timeout_s: 0.5
       role_check: true
+      react_on_promotion: true      # switch when the selected replica says master
+      promotion_probe_interval_s: 0.02
+      fence_pause_ms: 2000          # CLIENT PAUSE WRITE on the replaced primary (at most
+                                    # half of down-after-milliseconds); 0 = off
+    sentinel_auth:                  # optional; AUTH to the Sentinels
+      username: sentinel-xds        # optional ACL user (default user when absent)
+      password_file: /etc/sentinel-xds/sentinel.pass   # or password_env: VAR_NAME
+    redis_auth:                     # optional; AUTH to Redis nodes (ROLE, fencing)
+      password_env: REDIS_PASSWORD
+    tls:                            # optional; TLS to Sentinels and Redis nodes
+      ca_file: /etc/ssl/redis-ca.pem
+      cert_file: /etc/ssl/client.pem   # optional client certificate (with key_file)
+      key_file: /etc/ssl/client.key
     log:
       format: auto
       level: info
@@ -40,7 +57,10 @@ import yaml.constructor
 import yaml.nodes
 import yaml.reader
 
+from redis_sentinel_watch.auth import Credentials, Secret, TlsSettings
 from redis_sentinel_watch.model import Address, AddressError
+
+from .tls import ServerTls, check_server_tls
 
 __all__ = [
     "Config",
@@ -49,6 +69,7 @@ __all__ = [
     "LogConfig",
     "LogFormat",
     "LogLevel",
+    "SidecarSelector",
     "WatchConfig",
     "load_config",
     "load_config_text",
@@ -60,9 +81,17 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 
 DEFAULT_ADMIN_LISTEN = Address("127.0.0.1", 9102)
 DEFAULT_OP_TIMEOUT_MS = 5000
+DEFAULT_MAX_STREAMS = 5000
+MAX_MAX_STREAMS = 1_000_000
+DEFAULT_FENCE_PAUSE_MS = 2000
+MAX_FENCE_PAUSE_MS = 60_000
+MAX_PROBE_INTERVAL_S = 1.0
 MAX_OP_TIMEOUT_MS = 600_000
 MAX_POLL_INTERVAL_S = 60.0
 MAX_SENTINEL_TIMEOUT_S = 30.0
+#: per ADS stream; Envoy sends a handful per topology change, so this only bites a flood
+DEFAULT_MAX_REQUESTS_PER_SECOND = 100.0
+MAX_MAX_REQUESTS_PER_SECOND = 100_000.0
 
 # Characters that may not appear in a group name: they separate parts of xDS
 # resource names ('@', '/') or would make the name unusable as a Redis key.
@@ -97,12 +126,26 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class SidecarSelector:
+    """Which sidecars receive a group: node cluster in ``clusters`` (if given) and every
+    ``metadata`` key equal (as text) to the node's top-level metadata value (if given)."""
+
+    clusters: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class GroupConfig:
     """One Sentinel master group and where sidecars accept its Redis clients."""
 
     name: str
     listen: Address
     op_timeout_ms: int = DEFAULT_OP_TIMEOUT_MS
+    sidecars: SidecarSelector | None = None  # None: every sidecar receives the group
+    # what the sidecar sends to Redis (redis_proxy protocol options; travels over xDS)
+    upstream_auth: Credentials | None = None
+    # what clients must AUTH with at the sidecar (redis_proxy downstream auth)
+    downstream_auth: Credentials | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +155,9 @@ class WatchConfig:
     poll_interval_s: float = 1.0
     sentinel_timeout_s: float = 0.5
     role_check: bool = True
+    react_on_promotion: bool = True
+    promotion_probe_interval_s: float = 0.02
+    fence_pause_ms: int = DEFAULT_FENCE_PAUSE_MS
 
 
 @dataclass(frozen=True)
@@ -132,6 +178,12 @@ class Config:
     admin_listen: Address = DEFAULT_ADMIN_LISTEN
     watch: WatchConfig = WatchConfig()
     log: LogConfig = LogConfig()
+    xds_max_streams: int = DEFAULT_MAX_STREAMS
+    sentinel_auth: Credentials | None = None
+    redis_auth: Credentials | None = None
+    tls: TlsSettings | None = None
+    xds_tls: ServerTls | None = None
+    xds_max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
 
     def group(self, name: str) -> GroupConfig | None:
         """The group called ``name``, or None."""
@@ -143,10 +195,32 @@ class Config:
 
 # --------------------------------------------------------------------------- helpers
 
-_TOP_KEYS = ("sentinels", "groups", "xds", "admin", "watch", "log")
-_GROUP_KEYS = ("listen", "op_timeout_ms")
+_TOP_KEYS = (
+    "sentinels",
+    "groups",
+    "xds",
+    "admin",
+    "watch",
+    "log",
+    "sentinel_auth",
+    "redis_auth",
+    "tls",
+)
+_GROUP_KEYS = ("listen", "op_timeout_ms", "sidecars", "upstream_auth", "downstream_auth")
+_SIDECARS_KEYS = ("clusters", "metadata")
 _LISTEN_KEYS = ("listen",)
-_WATCH_KEYS = ("poll_interval_s", "sentinel_timeout_s", "role_check")
+_XDS_KEYS = ("listen", "max_streams", "max_requests_per_second", "tls")
+_XDS_TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "require_client_cert")
+_WATCH_KEYS = (
+    "poll_interval_s",
+    "sentinel_timeout_s",
+    "role_check",
+    "react_on_promotion",
+    "promotion_probe_interval_s",
+    "fence_pause_ms",
+)
+_AUTH_KEYS = ("username", "password_file", "password_env")
+_TLS_KEYS = ("ca_file", "cert_file", "key_file", "verify")
 _LOG_KEYS = ("format", "level")
 
 _T = TypeVar("_T")
@@ -314,7 +388,55 @@ def _parse_group(name: str, value: object) -> GroupConfig:
         op_timeout_ms = _int_in_range(
             body["op_timeout_ms"], f"{path}.op_timeout_ms", 1, MAX_OP_TIMEOUT_MS
         )
-    return GroupConfig(name=name, listen=listen, op_timeout_ms=op_timeout_ms)
+    sidecars = (
+        _parse_sidecars(body["sidecars"], f"{path}.sidecars") if "sidecars" in body else None
+    )
+    return GroupConfig(
+        name=name,
+        listen=listen,
+        op_timeout_ms=op_timeout_ms,
+        sidecars=sidecars,
+        upstream_auth=_parse_auth(body.get("upstream_auth"), f"{path}.upstream_auth"),
+        downstream_auth=_parse_auth(body.get("downstream_auth"), f"{path}.downstream_auth"),
+    )
+
+
+def _parse_sidecars(value: object, path: str) -> SidecarSelector:
+    """``{clusters: [..], metadata: {key: value}}``: at least one, none empty."""
+    body = _mapping(value, path, "a mapping with 'clusters' and/or 'metadata'")
+    _check_keys(body, path, _SIDECARS_KEYS)
+    if not body:
+        raise ConfigError(path, "give 'clusters' and/or 'metadata' (or drop 'sidecars')")
+    clusters: list[str] = []
+    if "clusters" in body:
+        raw = body["clusters"]
+        if not isinstance(raw, list) or not raw:
+            raise ConfigError(
+                f"{path}.clusters", f"expected a non-empty list of node cluster names, got "
+                f"{_type_name(raw)}"
+            )
+        for i, item in enumerate(raw):
+            if not isinstance(item, str) or not item:
+                raise ConfigError(
+                    f"{path}.clusters[{i}]", f"expected a non-empty string, got {_type_name(item)}"
+                )
+            clusters.append(item)
+    metadata: list[tuple[str, str]] = []
+    if "metadata" in body:
+        raw_meta = _mapping(body["metadata"], f"{path}.metadata", "a mapping of key to value")
+        if not raw_meta:
+            raise ConfigError(f"{path}.metadata", "must name at least one key")
+        for key, item in raw_meta.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"{path}.metadata", f"keys must be strings, got {key!r}")
+            if not isinstance(item, str | int):  # bool is an int: true/false
+                raise ConfigError(
+                    f"{path}.metadata.{key}",
+                    f"expected a string or number, got {_type_name(item)}",
+                )
+            text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+            metadata.append((key, text))
+    return SidecarSelector(clusters=tuple(clusters), metadata=tuple(metadata))
 
 
 def _parse_groups(value: object) -> tuple[GroupConfig, ...]:
@@ -335,13 +457,13 @@ def _parse_groups(value: object) -> tuple[GroupConfig, ...]:
 
 
 def _parse_listen_section(
-    value: object, path: str, default: Address | None
+    value: object, path: str, default: Address | None, keys: Sequence[str] = _LISTEN_KEYS
 ) -> tuple[Address, bool]:
     """Parse ``{listen: host:port}``; return the address and whether it was given explicitly."""
     if value is None and default is not None:
         return default, False
     body = _mapping(value, path, "a mapping with 'listen'")
-    _check_keys(body, path, _LISTEN_KEYS, required=("listen",) if default is None else ())
+    _check_keys(body, path, keys, required=("listen",) if default is None else ())
     if "listen" not in body and default is not None:
         return default, False
     return _address(body["listen"], f"{path}.listen"), True
@@ -369,7 +491,160 @@ def _parse_watch(value: object) -> WatchConfig:
             if "role_check" in body
             else defaults.role_check
         ),
+        react_on_promotion=(
+            _bool(body["react_on_promotion"], "watch.react_on_promotion")
+            if "react_on_promotion" in body
+            else defaults.react_on_promotion
+        ),
+        promotion_probe_interval_s=(
+            _seconds(
+                body["promotion_probe_interval_s"],
+                "watch.promotion_probe_interval_s",
+                MAX_PROBE_INTERVAL_S,
+            )
+            if "promotion_probe_interval_s" in body
+            else defaults.promotion_probe_interval_s
+        ),
+        fence_pause_ms=(
+            _int_in_range(body["fence_pause_ms"], "watch.fence_pause_ms", 0, MAX_FENCE_PAUSE_MS)
+            if "fence_pause_ms" in body
+            else defaults.fence_pause_ms
+        ),
     )
+
+
+def _password(body: Mapping[Any, Any], path: str) -> Secret:
+    """The password named by ``password_file`` or ``password_env`` (exactly one), read now.
+
+    Inline passwords are refused so that a config file can be shared and
+    logged; the value itself never appears in an error message.
+    """
+    has_file, has_env = "password_file" in body, "password_env" in body
+    if has_file == has_env:
+        raise ConfigError(path, "give exactly one of 'password_file' or 'password_env'")
+    if has_file:
+        field_path = f"{path}.password_file"
+        name = body["password_file"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError(field_path, f"expected a file path, got {_type_name(name)}")
+        try:
+            with open(name, encoding="utf-8") as f:
+                value = f.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(field_path, f"cannot read {name!r}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(field_path, f"{name!r} is not valid UTF-8") from None
+        if not value:
+            raise ConfigError(field_path, f"{name!r} is empty")
+        return Secret(value)
+    field_path = f"{path}.password_env"
+    var = body["password_env"]
+    if not isinstance(var, str) or not var:
+        raise ConfigError(
+            field_path, f"expected an environment variable name, got {_type_name(var)}"
+        )
+    value = os.environ.get(var, "")
+    if not value:
+        raise ConfigError(field_path, f"environment variable {var!r} is not set or empty")
+    return Secret(value)
+
+
+def _parse_auth(value: object, path: str) -> Credentials | None:
+    if value is None:
+        return None
+    body = _mapping(value, path, f"a mapping with keys: {', '.join(_AUTH_KEYS)}")
+    if "password" in body:
+        raise ConfigError(
+            f"{path}.password",
+            "inline passwords are not accepted; use 'password_file' or 'password_env'",
+        )
+    _check_keys(body, path, _AUTH_KEYS)
+    username: str | None = None
+    if "username" in body:
+        username = body["username"]
+        if not isinstance(username, str) or not username or any(c.isspace() for c in username):
+            raise ConfigError(f"{path}.username", "expected a non-empty name without spaces")
+    return Credentials(password=_password(body, path), username=username)
+
+
+def _readable_file(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(path, f"expected a file path, got {_type_name(value)}")
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ConfigError(path, f"{value!r} is not a readable file")
+    return value
+
+
+def _parse_tls(value: object) -> TlsSettings | None:
+    if value is None:
+        return None
+    body = _mapping(value, "tls", f"a mapping with keys: {', '.join(_TLS_KEYS)}")
+    _check_keys(body, "tls", _TLS_KEYS)
+    if ("cert_file" in body) != ("key_file" in body):
+        missing = "key_file" if "cert_file" in body else "cert_file"
+        raise ConfigError(f"tls.{missing}", "cert_file and key_file must be given together")
+    files = {
+        key: _readable_file(body[key], f"tls.{key}") if key in body else None
+        for key in ("ca_file", "cert_file", "key_file")
+    }
+    return TlsSettings(
+        ca_file=files["ca_file"],
+        cert_file=files["cert_file"],
+        key_file=files["key_file"],
+        verify=_bool(body["verify"], "tls.verify") if "verify" in body else True,
+    )
+
+
+def _parse_xds_tls(value: object) -> ServerTls | None:
+    """``xds.tls``: server certificate and key, and for mutual TLS the clients' CA."""
+    if value is None:
+        return None
+    path = "xds.tls"
+    body = _mapping(value, path, f"a mapping with keys: {', '.join(_XDS_TLS_KEYS)}")
+    _check_keys(body, path, _XDS_TLS_KEYS, required=("cert_file", "key_file"))
+    ca = (
+        _readable_file(body["client_ca_file"], f"{path}.client_ca_file")
+        if "client_ca_file" in body
+        else None
+    )
+    require = (
+        _bool(body["require_client_cert"], f"{path}.require_client_cert")
+        if "require_client_cert" in body
+        else ca is not None
+    )
+    if require and ca is None:
+        raise ConfigError(f"{path}.client_ca_file", "required when require_client_cert is true")
+    if ca is not None and not require:
+        raise ConfigError(
+            f"{path}.require_client_cert",
+            "false leaves client_ca_file unused (gRPC then asks for no client certificate); "
+            "drop client_ca_file or set require_client_cert: true",
+        )
+    tls = ServerTls(
+        cert_file=_readable_file(body["cert_file"], f"{path}.cert_file"),
+        key_file=_readable_file(body["key_file"], f"{path}.key_file"),
+        client_ca_file=ca,
+        require_client_cert=require,
+    )
+    problem = check_server_tls(tls)
+    if problem is not None:
+        raise ConfigError(f"{path}.{problem.field}", problem.message)
+    return tls
+
+
+def _rate(value: object, path: str) -> float:
+    """A positive number of requests per second (ints accepted, bools not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            path, f"expected a number of requests per second, got {_type_name(value)}"
+        )
+    if not (0 < value <= MAX_MAX_REQUESTS_PER_SECOND) or (
+        isinstance(value, float) and math.isnan(value)
+    ):
+        raise ConfigError(
+            path, f"must be > 0 and <= {MAX_MAX_REQUESTS_PER_SECOND:g}, got {_show(value)}"
+        )
+    return float(value)
 
 
 def _parse_log(value: object) -> LogConfig:
@@ -407,7 +682,16 @@ def parse_config(data: object) -> Config:
 
     sentinels = _parse_sentinels(top["sentinels"])
     groups = _parse_groups(top["groups"])
-    xds_listen, _ = _parse_listen_section(top["xds"], "xds", None)
+    xds_listen, _ = _parse_listen_section(top["xds"], "xds", None, _XDS_KEYS)
+    max_streams = DEFAULT_MAX_STREAMS
+    if "max_streams" in top["xds"]:
+        max_streams = _int_in_range(
+            top["xds"]["max_streams"], "xds.max_streams", 1, MAX_MAX_STREAMS
+        )
+    max_rps = DEFAULT_MAX_REQUESTS_PER_SECOND
+    if "max_requests_per_second" in top["xds"]:
+        max_rps = _rate(top["xds"]["max_requests_per_second"], "xds.max_requests_per_second")
+    xds_tls = _parse_xds_tls(top["xds"].get("tls"))
     admin_listen, explicit = _parse_listen_section(top.get("admin"), "admin", DEFAULT_ADMIN_LISTEN)
 
     same_port = xds_listen.port == admin_listen.port
@@ -428,9 +712,15 @@ def parse_config(data: object) -> Config:
         sentinels=sentinels,
         groups=groups,
         xds_listen=xds_listen,
+        xds_max_streams=max_streams,
+        xds_max_requests_per_second=max_rps,
+        xds_tls=xds_tls,
         admin_listen=admin_listen,
         watch=_parse_watch(top.get("watch")),
         log=_parse_log(top.get("log")),
+        sentinel_auth=_parse_auth(top.get("sentinel_auth"), "sentinel_auth"),
+        redis_auth=_parse_auth(top.get("redis_auth"), "redis_auth"),
+        tls=_parse_tls(top.get("tls")),
     )
 
 

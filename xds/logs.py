@@ -14,6 +14,8 @@ from typing import Literal, TextIO
 
 import structlog
 
+from .secrets import REDACTOR
+
 __all__ = ["configure_logging"]
 
 _LEVELS = {
@@ -37,6 +39,7 @@ def configure_logging(
         if use_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    renderer = REDACTOR.wrap(renderer)  # no known secret value leaves in a log line
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

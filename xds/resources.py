@@ -33,6 +33,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     AggregatedConfigSource,
     ApiVersion,
     ConfigSource,
+    DataSource,
     Locality,
     SocketAddress,
 )
@@ -42,8 +43,21 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
     LbEndpoint,
     LocalityLbEndpoints,
 )
-from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.listener.v3 import ApiListener, Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import (
+    Route,
+    RouteAction,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+    HttpFilter,
+)
 from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import (
+    RedisProtocolOptions,
     RedisProxy,
     RedisProxyConnPoolSettings,
     RedisProxyPrefixRoutes,
@@ -52,9 +66,11 @@ from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import (
 from envoy_data_plane.google.protobuf import Any
 
 from redis_sentinel_watch import Address
+from redis_sentinel_watch.auth import Credentials
 
 __all__ = [
     "GroupSpec",
+    "build_api_listener",
     "build_cluster",
     "build_group",
     "build_listener",
@@ -65,6 +81,7 @@ __all__ = [
 ]
 
 REDIS_PROXY_FILTER = "envoy.filters.network.redis_proxy"
+ROUTER_FILTER = "envoy.filters.http.router"
 NO_PRIMARY = "no-primary"
 
 
@@ -77,6 +94,8 @@ class GroupSpec:
     primary: Address | None
     op_timeout_ms: int = 5000
     connect_timeout_ms: int = 1000
+    upstream_auth: Credentials | None = None  # AUTH the sidecar sends to Redis
+    downstream_auth: Credentials | None = None  # AUTH the sidecar requires from clients
 
 
 def cluster_name(group: str) -> str:
@@ -101,9 +120,20 @@ def _ads() -> ConfigSource:
     return ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
 
 
+def _inline(value: str) -> DataSource:
+    return DataSource(inline_string=value)
+
+
 def build_cluster(spec: GroupSpec) -> Cluster:
-    """An EDS cluster fed over ADS whose identity includes the current primary."""
-    return Cluster(
+    """An EDS cluster fed over ADS whose identity includes the current primary.
+
+    With ``upstream_auth`` the cluster carries redis_proxy protocol options, so
+    Envoy sends ``AUTH [user] password`` on every upstream connection. The
+    password is inline: it travels in the xDS stream (hence mutual TLS, see
+    ``docs/security.md``) and goes into the resource's content-hash version,
+    which is a truncated SHA-256 and does not reveal it.
+    """
+    cluster = Cluster(
         name=cluster_name(spec.name),
         type=ClusterDiscoveryType.EDS,
         connect_timeout=datetime.timedelta(milliseconds=spec.connect_timeout_ms),
@@ -111,6 +141,13 @@ def build_cluster(spec: GroupSpec) -> Cluster:
             eds_config=_ads(), service_name=eds_service_name(spec.name, spec.primary)
         ),
     )
+    auth = spec.upstream_auth
+    if auth is not None:
+        options = RedisProtocolOptions(auth_password=_inline(auth.password.reveal()))
+        if auth.username:
+            options.auth_username = _inline(auth.username)
+        cluster.typed_extension_protocol_options = {REDIS_PROXY_FILTER: Any.pack(options)}
+    return cluster
 
 
 def build_load_assignment(spec: GroupSpec) -> ClusterLoadAssignment:
@@ -150,6 +187,11 @@ def build_listener(spec: GroupSpec) -> Listener:
             catch_all_route=RedisProxyPrefixRoutesRoute(cluster=cluster_name(spec.name))
         ),
     )
+    auth = spec.downstream_auth
+    if auth is not None:  # clients must AUTH at the sidecar (Envoy answers it itself)
+        proxy.downstream_auth_passwords = [_inline(auth.password.reveal())]
+        if auth.username:
+            proxy.downstream_auth_username = _inline(auth.username)
     return Listener(
         name=listener_name(spec.name),
         address=_socket(spec.listen),
@@ -162,3 +204,35 @@ def build_listener(spec: GroupSpec) -> Listener:
 def build_group(spec: GroupSpec) -> tuple[Listener, Cluster, ClusterLoadAssignment]:
     """All three resources of one group."""
     return build_listener(spec), build_cluster(spec), build_load_assignment(spec)
+
+
+def build_api_listener(spec: GroupSpec) -> Listener:
+    """What gRPC's own xDS client (``xds:///<group>``) starts from: an API listener.
+
+    gRPC resolves a target by fetching the Listener named like the target,
+    which must hold an HttpConnectionManager; its route (inline here, so no
+    RDS round trip) points at the group's Cluster, and from there CDS and EDS
+    are the same resources Envoy sidecars get. Served only to nodes that
+    identify as gRPC clients: Envoy rejects API listeners over LDS.
+    """
+    route = RouteConfiguration(
+        name=f"{spec.name}-route",
+        virtual_hosts=[
+            VirtualHost(
+                name=spec.name,
+                domains=["*"],
+                routes=[
+                    Route(
+                        match=RouteMatch(prefix=""),
+                        route=RouteAction(cluster=cluster_name(spec.name)),
+                    )
+                ],
+            )
+        ],
+    )
+    hcm = HttpConnectionManager(
+        stat_prefix=spec.name,
+        route_config=route,
+        http_filters=[HttpFilter(name=ROUTER_FILTER, typed_config=Any.pack(Router()))],
+    )
+    return Listener(name=spec.name, api_listener=ApiListener(api_listener=Any.pack(hcm)))

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import structlog
 
 from redis_sentinel_watch import (
+    Address,
     Health,
     PrimaryChange,
     RedisSentinelIO,
@@ -37,35 +37,18 @@ from .admin import AdminServer
 from .cache import SnapshotCache
 from .config import Config
 from .grpc_server import XdsServer
+from .metrics import GroupSample, Metrics, SentinelSample, StateSample
+from .profiles import Profile, Profiles
 from .resources import GroupSpec
+from .secrets import REDACTOR, config_secrets
 from .sidecars import Sidecars
-from .snapshot import CLUSTER, ENDPOINT, Snapshot, build_snapshot
+from .snapshot import Snapshot, build_snapshot
+from .timeline import FailoverRecord, Timeline, acked_primaries
+from .tls import server_credentials, transport_warning
 
 __all__ = ["FailoverRecord", "Service"]
 
 log = structlog.get_logger("xds.service")
-
-ACK_WAIT_S = 30.0
-
-
-@dataclass
-class FailoverRecord:
-    """One primary change from first sign to last ACK (the on-call timeline)."""
-
-    group: str
-    old: str | None
-    new: str | None
-    trigger: str
-    epoch: int
-    at: float = field(default_factory=time.time)
-    detect_to_switch_ms: float | None = None
-    switch_to_push_ms: float | None = None
-    detect_to_acked_ms: float | None = None
-    acked: int = 0
-    sidecars: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class Service:
@@ -73,21 +56,40 @@ class Service:
 
     def __init__(self, config: Config, io: SentinelIO | None = None) -> None:
         self.config = config
-        self.io: SentinelIO = io or RedisSentinelIO(config.watch.sentinel_timeout_s)
-        self.cache = SnapshotCache()
-        self.sidecars = Sidecars()
+        self.io: SentinelIO = io or RedisSentinelIO(
+            config.watch.sentinel_timeout_s,
+            sentinel_auth=config.sentinel_auth,
+            redis_auth=config.redis_auth,
+            tls=config.tls,
+        )
+        REDACTOR.add(config_secrets(config))  # logs and admin responses never show them
+        self.profiles = Profiles(config.groups)
+        self.cache = SnapshotCache(self.profiles.of)
+        self.metrics = Metrics()
+        self.sidecars = Sidecars(self.metrics)
         self.watcher = Watcher(
             self.io,
             config.sentinels,
             [g.name for g in config.groups],
             poll_interval_s=config.watch.poll_interval_s,
             role_check=config.watch.role_check,
+            react_on_promotion=config.watch.react_on_promotion,
+            promotion_probe_interval_s=config.watch.promotion_probe_interval_s,
+            fence_pause_ms=config.watch.fence_pause_ms,
         )
         self.watcher.subscribe(self._on_topology)
-        self.xds = XdsServer(self.cache, self.sidecars)
-        self.admin = AdminServer(self.status, self.ready)
-        self.failovers: list[FailoverRecord] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.xds = XdsServer(self.cache, self.sidecars, max_streams=config.xds_max_streams)
+        self.timeline = Timeline(self.sidecars, self.metrics, self._primary_of)
+        self.metrics.add_state(self._metrics_sample)
+        self.admin = AdminServer(
+            self.status,
+            self.ready,
+            metrics=self.metrics.render,
+            events=self._events,
+            drain_notice=self._drain_notice,
+            redact=REDACTOR.data,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._watch_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self.started_at = time.time()
@@ -96,12 +98,25 @@ class Service:
 
     async def startup(self) -> None:
         """Bind both listeners, then start watching."""
-        xds_port = await self.xds.start(self.config.xds_listen)
+        tls = self.config.xds_tls
+        xds_port = await self.xds.start(
+            self.config.xds_listen, server_credentials(tls) if tls is not None else None
+        )
+        warning = transport_warning(
+            self.config.xds_listen,
+            tls,
+            any(g.upstream_auth or g.downstream_auth for g in self.config.groups),
+        )
+        if warning is not None:
+            log.warning(
+                "xds.transport.unprotected", listen=str(self.config.xds_listen), why=warning
+            )
         admin_port = await self.admin.start(self.config.admin_listen)
         self._watch_task = asyncio.create_task(self.watcher.run())
         log.info(
             "service.started",
             xds_port=xds_port,
+            xds_transport=tls.mode if tls is not None else "plaintext",
             admin_port=admin_port,
             sentinels=[str(s) for s in self.config.sentinels],
             groups=[g.name for g in self.config.groups],
@@ -144,7 +159,14 @@ class Service:
     def specs(self, topology: Topology) -> list[GroupSpec]:
         primaries = topology.primaries()
         return [
-            GroupSpec(g.name, g.listen, primaries.get(g.name), op_timeout_ms=g.op_timeout_ms)
+            GroupSpec(
+                g.name,
+                g.listen,
+                primaries.get(g.name),
+                op_timeout_ms=g.op_timeout_ms,
+                upstream_auth=g.upstream_auth,
+                downstream_auth=g.downstream_auth,
+            )
             for g in self.config.groups
         ]
 
@@ -157,11 +179,18 @@ class Service:
                 hint="nothing is served until every group has an agreed primary",
             )
             return
-        snapshot = build_snapshot(self.specs(topology))
+        specs = self.specs(topology)
+        snapshot = build_snapshot(specs)  # the plain profile; raises if inconsistent
+
+        def build(profile: Hashable) -> Snapshot:
+            if profile is None:
+                return snapshot
+            assert isinstance(profile, Profile)
+            return self.profiles.snapshot(profile, specs)
+
         first = self.cache.current() is None
-        if not self.cache.set(snapshot):
+        if not self.cache.publish(tuple(specs), build):
             return
-        pushed_at = time.monotonic()
         log.info(
             "xds.snapshot",
             versions=_short_versions(snapshot),
@@ -169,37 +198,57 @@ class Service:
             sidecars=len(self.sidecars),
         )
         for change in changes:
-            if change.old is None:
-                continue
-            task = asyncio.create_task(self._follow_failover(change, snapshot, pushed_at))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._follow(change)
 
-    async def _follow_failover(
-        self, change: PrimaryChange, snapshot: Snapshot, pushed_at: float
-    ) -> None:
-        """Wait for every sidecar to ACK the new cluster and endpoints, then log the timeline."""
-        record = FailoverRecord(
-            group=change.group,
-            old=str(change.old) if change.old else None,
-            new=str(change.new) if change.new else None,
-            trigger=change.trigger,
-            epoch=change.epoch,
+    def _follow(self, change: PrimaryChange) -> None:
+        """Follow a primary change to the last sidecar ACK (ends in ``failover.completed``)."""
+        if change.old is None or change.new is None:
+            return
+        record = self.timeline.start(change)
+        task = asyncio.create_task(self.timeline.follow(change, record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _primary_of(self, group: str) -> Address | None:
+        current = self.watcher.topology.group(group)
+        return current.primary if current else None
+
+    @property
+    def failovers(self) -> list[FailoverRecord]:
+        """Completed failovers, oldest first (the last 100)."""
+        return self.timeline.recent(100)
+
+    def _events(self, n: int) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in self.timeline.recent(n)]
+
+    def _drain_notice(self, group: str, node: Address, ttl_s: float) -> str | None:
+        """Label the next failover of ``group`` away from ``node`` as a drain (admin API)."""
+        if self.config.group(group) is None:
+            return f"unknown group {group!r}"
+        self.timeline.notices.note(group, node, ttl_s)
+        return None
+
+    def _metrics_sample(self) -> StateSample:
+        by_protocol: dict[str, int] = {}
+        for sc in self.sidecars.all():
+            by_protocol[sc.protocol] = by_protocol.get(sc.protocol, 0) + 1
+        return StateSample(
+            ready=self.ready()[0],
+            sidecars_by_protocol=by_protocol,
+            groups=[
+                GroupSample(
+                    g.name,
+                    str(g.primary) if g.primary else None,
+                    g.health.value,
+                    g.agreeing,
+                    g.sentinels,
+                )
+                for g in self.watcher.topology.groups
+            ],
+            sentinels=[
+                SentinelSample(str(v.sentinel), v.reachable, v.tilt) for v in self.watcher.views
+            ],
         )
-        start = change.first_sign_at if change.first_sign_at is not None else change.switched_at
-        record.detect_to_switch_ms = _ms(change.switched_at - start)
-        record.switch_to_push_ms = _ms(pushed_at - change.switched_at)
-        acked, total = await self.sidecars.wait_acked(
-            CLUSTER, snapshot.version(CLUSTER), ACK_WAIT_S
-        )
-        acked_eds, _ = await self.sidecars.wait_acked(
-            ENDPOINT, snapshot.version(ENDPOINT), ACK_WAIT_S
-        )
-        record.acked, record.sidecars = min(acked, acked_eds), total
-        record.detect_to_acked_ms = _ms(time.monotonic() - start)
-        self.failovers.append(record)
-        del self.failovers[:-100]
-        log.info("failover.completed", **record.as_dict())
 
     # ------------------------------------------------------------------ views
 
@@ -228,18 +277,22 @@ class Service:
                     "sentinels": g.sentinels,
                     "health": g.health.value,
                     "degraded": g.health is not Health.OK,
+                    "provisional": g.provisional,
                     "reason": g.reason,
                 }
             )
         sidecars = []
         for sc in sorted(self.sidecars.all(), key=lambda s: (s.node_id, s.stream_id)):
             entry = sc.as_dict()
+            entry["primaries"] = acked_primaries(sc)
+            own = self.cache.current(sc.profile)
+            own_versions = own.versions if own is not None else versions
             for url, ts in sc.types.items():
                 key = url.rsplit(".", 1)[-1]
                 if (
                     ts.requested
-                    and versions.get(url)
-                    and ts.acked_version != versions[url]
+                    and own_versions.get(url)
+                    and ts.acked_version != own_versions[url]
                     and entry["types"][key]["state"] == "SYNCED"
                 ):
                     entry["types"][key]["state"] = "STALE"
@@ -260,12 +313,8 @@ class Service:
             ],
             "groups": groups,
             "sidecars": sidecars,
-            "failovers": [f.as_dict() for f in self.failovers[-20:]],
+            "failovers": [f.as_dict() for f in self.timeline.recent(20)],
         }
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
 
 
 def _short_versions(snapshot: Snapshot) -> dict[str, str]:

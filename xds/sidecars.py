@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Sidecar", "Sidecars", "SyncState", "TypeState"]
+__all__ = [
+    "NullObserver",
+    "Sidecar",
+    "Sidecars",
+    "SyncState",
+    "TypeState",
+    "Version",
+    "XdsObserver",
+]
 
 
 class SyncState(StrEnum):
@@ -60,6 +69,7 @@ class Sidecar:
     cluster: str = ""
     envoy_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    profile: Hashable = None  # which snapshot it is served (see xds.cache)
     connected_at: float = field(default_factory=time.time)  # wall clock, for people
     types: dict[str, TypeState] = field(default_factory=dict)
 
@@ -92,13 +102,59 @@ class Sidecar:
         }
 
 
+#: a version, or the version each sidecar should have (see :meth:`Sidecars.acked_count`)
+Version = str | Callable[[Sidecar], str]
+
+
+class XdsObserver(Protocol):
+    """Told about every push, ACK and NACK (metrics); the protocol layer calls it.
+
+    An interface rather than a metrics import keeps the protocol layer free of
+    any monitoring library; :class:`xds.metrics.Metrics` implements it.
+    """
+
+    def pushed(self, type_url: str) -> None: ...
+
+    def acked(self, type_url: str, latency_s: float | None) -> None: ...
+
+    def nacked(self, type_url: str) -> None: ...
+
+    def stream_refused(self) -> None:
+        """A new stream was refused: ``xds.max_streams`` reached."""
+        ...
+
+    def rate_limited(self) -> None:
+        """A request was delayed by ``xds.max_requests_per_second``."""
+        ...
+
+
+class NullObserver:
+    """Observes nothing (the default, and in tests of the protocol layer)."""
+
+    def pushed(self, type_url: str) -> None:
+        pass
+
+    def acked(self, type_url: str, latency_s: float | None) -> None:
+        pass
+
+    def nacked(self, type_url: str) -> None:
+        pass
+
+    def stream_refused(self) -> None:
+        pass
+
+    def rate_limited(self) -> None:
+        pass
+
+
 class Sidecars:
     """Registry of connected sidecars, with a way to wait for ACKs."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: XdsObserver | None = None) -> None:
         self._by_stream: dict[int, Sidecar] = {}
         self._next_id = 0
         self._progress: asyncio.Future[None] | None = None
+        self.observer: XdsObserver = observer or NullObserver()
 
     def open(self, peer: str, protocol: str) -> Sidecar:
         self._next_id += 1
@@ -121,13 +177,23 @@ class Sidecars:
         if self._progress is not None and not self._progress.done():
             self._progress.set_result(None)
 
-    def acked_count(self, type_url: str, version: str) -> tuple[int, int]:
-        """(sidecars that ACKed ``version`` of ``type_url``, sidecars subscribed to it)."""
+    def acked_count(self, type_url: str, version: Version) -> tuple[int, int]:
+        """(sidecars that ACKed ``version`` of ``type_url``, sidecars subscribed to it).
+
+        ``version`` may be a function of the sidecar: sidecars with different
+        profiles are served different snapshots, so different versions.
+        """
         subscribed = [s for s in self._by_stream.values() if s.type(type_url).requested]
-        acked = sum(1 for s in subscribed if s.type(type_url).acked_version == version)
+        acked = sum(
+            1
+            for s in subscribed
+            if s.type(type_url).acked_version == (version(s) if callable(version) else version)
+        )
         return acked, len(subscribed)
 
-    async def wait_acked(self, type_url: str, version: str, within_s: float) -> tuple[int, int]:
+    async def wait_acked(
+        self, type_url: str, version: Version, within_s: float
+    ) -> tuple[int, int]:
         """Wait until every subscribed sidecar ACKed ``version`` or ``within_s`` passed.
 
         Returns (acked, subscribed) at that moment.
@@ -144,3 +210,21 @@ class Sidecars:
                 await asyncio.wait_for(asyncio.shield(self._progress), remaining)
             except TimeoutError:
                 return self.acked_count(type_url, version)
+
+    async def wait_for(self, done: Callable[[], bool], within_s: float) -> bool:
+        """Wait until ``done()`` is true, re-checking at every ACK, NACK or disconnect.
+
+        Returns ``done()`` at the end (False if ``within_s`` passed first).
+        """
+        deadline = time.monotonic() + within_s
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._progress is None or self._progress.done():
+                self._progress = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._progress), remaining)
+            except TimeoutError:
+                return done()
+        return True

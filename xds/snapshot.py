@@ -19,7 +19,8 @@ from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import RedisProxy
 from envoy_data_plane.google.protobuf import Any
 
-from .resources import GroupSpec, build_group
+from .resources import GroupSpec, build_api_listener, build_group
+from .wire import delta_resource, sotw_body
 
 __all__ = [
     "CLUSTER",
@@ -45,22 +46,73 @@ PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER)
 FULL_STATE_TYPES = frozenset({LISTENER, CLUSTER})
 
 
+#: distinct subscriptions remembered per type and snapshot (a bound against odd clients)
+MAX_MEMOIZED_VIEWS = 256
+
+
+@dataclass(frozen=True)
+class SotwView:
+    """What a SotW stream subscribed to ``names`` is sent: the names, their versions, the body."""
+
+    names: frozenset[str]
+    content: frozenset[tuple[str, str]]
+    body: bytes
+
+
 class InconsistentSnapshotError(ValueError):
     """A snapshot refers to a resource it does not contain."""
 
 
 @dataclass(frozen=True)
 class TypeResources:
-    """All resources of one type: name → serialized ``Any``, with a content version."""
+    """All resources of one type: name → serialized ``Any``, with content versions.
+
+    ``version`` covers the whole set (SotW ``version_info``); ``resource_versions``
+    covers each resource alone (Delta ``Resource.version``), and ``delta_items``
+    holds each as a serialized Delta ``Resource`` (name, version, ``Any``). All of
+    it is computed once per snapshot, so a push costs framing only.
+    """
 
     type_url: str
     items: Mapping[str, bytes]
     version: str
+    resource_versions: Mapping[str, str] = field(default_factory=dict)
+    delta_items: Mapping[str, bytes] = field(default_factory=dict)
+    _views: dict[frozenset[str] | None, SotwView] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, type_url: str, messages: Mapping[str, betterproto2.Message]) -> TypeResources:
-        items = {name: bytes(Any.pack(msg)) for name, msg in sorted(messages.items())}
-        return cls(type_url, items, content_version(items))
+        return cls.from_bytes(
+            type_url, {name: bytes(Any.pack(msg)) for name, msg in messages.items()}
+        )
+
+    @classmethod
+    def from_bytes(cls, type_url: str, packed: Mapping[str, bytes]) -> TypeResources:
+        """From already-serialized ``Any`` messages."""
+        items = dict(sorted(packed.items()))
+        versions = {name: content_version({name: body}) for name, body in items.items()}
+        delta = {name: delta_resource(name, versions[name], body) for name, body in items.items()}
+        return cls(type_url, items, content_version(items), versions, delta)
+
+    def sotw_view(self, names: frozenset[str] | None) -> SotwView:
+        """The SotW response body (all but the nonce) for a subscription; ``None`` = wildcard.
+
+        Memoized: a thousand streams subscribed alike share one body, so a push
+        costs each stream only the nonce and the send.
+        """
+        view = self._views.get(names)
+        if view is None:
+            picked = self.select(names)
+            view = SotwView(
+                names=frozenset(n for n, _ in picked),
+                content=frozenset((n, self.resource_versions.get(n, "")) for n, _ in picked),
+                body=sotw_body(self.version, (b for _, b in picked), self.type_url),
+            )
+            if len(self._views) < MAX_MEMOIZED_VIEWS:
+                self._views[names] = view
+        return view
 
     def select(self, names: Iterable[str] | None) -> list[tuple[str, bytes]]:
         """The resources named (all of them for ``None``), in name order."""
@@ -145,14 +197,20 @@ class Snapshot:
                             )
 
 
-def build_snapshot(specs: Iterable[GroupSpec]) -> Snapshot:
-    """Pure: group specs (config + current primaries) → a consistent snapshot."""
+def build_snapshot(specs: Iterable[GroupSpec], *, api_listeners: bool = False) -> Snapshot:
+    """Pure: group specs (config + current primaries) → a consistent snapshot.
+
+    ``api_listeners`` adds, per group, the Listener gRPC's xDS client asks for
+    (see :func:`xds.resources.build_api_listener`).
+    """
     listeners, clusters, endpoints = [], [], []
     for spec in specs:
         listener, cluster, cla = build_group(spec)
         listeners.append(listener)
         clusters.append(cluster)
         endpoints.append(cla)
+        if api_listeners:
+            listeners.append(build_api_listener(spec))
     snap = Snapshot.of(listeners, clusters, endpoints)
     snap.consistent()
     return snap

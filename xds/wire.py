@@ -14,12 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["delta_response_bytes", "len_field", "sotw_body", "sotw_response_bytes", "varint"]
+__all__ = [
+    "delta_resource",
+    "delta_response_bytes",
+    "len_field",
+    "sotw_body",
+    "sotw_response_bytes",
+    "varint",
+]
 
 # envoy.service.discovery.v3.DiscoveryResponse field numbers
 _VERSION_INFO, _RESOURCES, _TYPE_URL, _NONCE = 1, 2, 4, 5
 # DeltaDiscoveryResponse
 _D_SYS_VERSION, _D_RESOURCES, _D_TYPE_URL, _D_NONCE, _D_REMOVED = 1, 2, 4, 5, 6
+# Resource (the Delta envelope of one resource)
+_R_VERSION, _R_RESOURCE, _R_NAME = 1, 2, 3
 _WIRE_LEN = 2
 
 
@@ -52,6 +61,15 @@ def sotw_body(version: str, resources: Iterable[bytes], type_url: str) -> bytes:
 def sotw_response_bytes(body: bytes, nonce: str) -> bytes:
     """A complete DiscoveryResponse: the shared body plus this stream's nonce."""
     return body + len_field(_NONCE, nonce.encode())
+
+
+def delta_resource(name: str, version: str, packed_any: bytes) -> bytes:
+    """A serialized Delta ``Resource``: name, per-resource version and the ``Any``."""
+    return (
+        len_field(_R_NAME, name.encode())
+        + len_field(_R_VERSION, version.encode())
+        + len_field(_R_RESOURCE, packed_any)
+    )
 
 
 def delta_response_bytes(

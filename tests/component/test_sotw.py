@@ -13,30 +13,12 @@ import pytest
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 
-from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient
-from xds.cache import SnapshotCache
+from tests.component.conftest import A, B, snap
 from xds.grpc_server import XdsServer
-from xds.resources import GroupSpec, eds_service_name
-from xds.sidecars import Sidecars, SyncState
-from xds.snapshot import CLUSTER, ENDPOINT, LISTENER, build_snapshot
-
-A = Address("127.0.0.1", 7001)
-B = Address("127.0.0.1", 7002)
-LISTEN = Address("127.0.0.1", 6390)
-
-
-def snap(primary: Address):  # type: ignore[no-untyped-def]
-    return build_snapshot([GroupSpec("mymaster", LISTEN, primary)])
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[XdsServer]:
-    cache = SnapshotCache()
-    srv = XdsServer(cache, Sidecars())
-    await srv.start(Address("127.0.0.1", 0))
-    yield srv
-    await srv.stop(0)
+from xds.resources import eds_service_name
+from xds.sidecars import SyncState
+from xds.snapshot import CLUSTER, ENDPOINT, LISTENER
 
 
 @pytest.fixture
@@ -176,3 +158,85 @@ async def test_stream_closed_removes_sidecar(server: XdsServer, client: AdsClien
     assert len(server.sidecars) == 1
     await client.close()
     await wait_for(lambda: len(server.sidecars) == 0, 5, "sidecar removed")
+
+
+async def test_explicit_wildcard_gets_full_set(server: XdsServer, client: AdsClient) -> None:
+    """A CDS request naming ``*`` is wildcard: every cluster, including ones added later."""
+    from tests.component.conftest import C, two_groups
+
+    server.cache.set(snap(A))
+    await client.send(CLUSTER, ["*"], node_id="n")
+    first = await client.recv()
+    assert [r.unpack().name for r in first.resources] == ["redis/mymaster"]
+    await client.ack(first, ["*"])
+    server.cache.set(two_groups(A, C))
+    second = await client.recv()
+    assert sorted(r.unpack().name for r in second.resources) == ["redis/mymaster", "redis/other"]
+
+
+async def test_named_cds_gets_only_named(server: XdsServer, client: AdsClient) -> None:
+    """A CDS request naming clusters (as gRPC clients do) gets exactly those, not the rest."""
+    from tests.component.conftest import C, two_groups
+
+    server.cache.set(two_groups(A, C))
+    await client.send(CLUSTER, ["redis/other"], node_id="n")
+    resp = await client.recv()
+    assert [r.unpack().name for r in resp.resources] == ["redis/other"]
+
+
+async def test_change_of_every_type_goes_cds_eds_lds(server: XdsServer, client: AdsClient) -> None:
+    """When a change touches all three types, the order on the stream is CDS, EDS, LDS."""
+    server.cache.set(snap(A))
+    name_a = eds_service_name("mymaster", A)
+    name_b = eds_service_name("mymaster", B)
+    await client.send(LISTENER, node_id="n")
+    await client.ack(await client.recv())
+    await client.send(CLUSTER)
+    await client.ack(await client.recv())
+    await client.send(ENDPOINT, [name_a, name_b])
+    await client.ack(await client.recv(), [name_a, name_b])
+    # new primary (CDS + EDS change) and a new op timeout (LDS change) at once
+    server.cache.set(snap(B, op_timeout_ms=1234))
+    order = [(await client.recv()).type_url for _ in range(3)]
+    assert order == [CLUSTER, ENDPOINT, LISTENER]
+
+
+async def test_requested_name_resent_after_unsubscribe(
+    server: XdsServer, client: AdsClient
+) -> None:
+    """An EDS name dropped and requested again is sent again although it did not change."""
+    server.cache.set(snap(A))
+    name = eds_service_name("mymaster", A)
+    await client.send(ENDPOINT, [name], node_id="n")
+    first = await client.recv()
+    await client.ack(first, [])
+    await client.expect_silence()
+    await client.send(ENDPOINT, [name], version=first.version_info, nonce=first.nonce)
+    again = await client.recv()
+    assert [r.unpack().cluster_name for r in again.resources] == [name]
+
+
+async def test_sidecar_state_tracks_versions(server: XdsServer, client: AdsClient) -> None:
+    """Per-sidecar state: node, cluster, protocol, sent and ACKed versions per type."""
+    server.cache.set(snap(A))
+    await client.send(CLUSTER, node_id="sc-1")
+    resp = await client.recv()
+    await client.ack(resp)
+    await client.expect_silence()
+    (sc,) = server.sidecars.all()
+    view = sc.as_dict()
+    assert (view["node_id"], view["cluster"], view["protocol"]) == ("sc-1", "test", "sotw")
+    assert view["types"]["Cluster"]["sent"] == resp.version_info
+    assert view["types"]["Cluster"]["acked"] == resp.version_info
+    assert view["types"]["Cluster"]["state"] == "SYNCED"
+
+
+async def test_first_request_with_old_nonce_is_answered(
+    server: XdsServer, client: AdsClient
+) -> None:
+    """A reconnecting client's first request may carry a nonce from its previous stream;
+    it is still an initial request and is answered."""
+    server.cache.set(snap(A))
+    await client.send(CLUSTER, version="old", nonce="41", node_id="n")
+    resp = await client.recv()
+    assert [r.unpack().name for r in resp.resources] == ["redis/mymaster"]

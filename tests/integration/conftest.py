@@ -43,8 +43,12 @@ def _no_leftover_processes() -> Iterator[None]:
     stop_all()
 
 
-def start_stack(workdir: Path, op_timeout_ms: int = 5000) -> Stack:
-    cluster = SentinelCluster.start(workdir, groups=(GROUP,))
+def start_stack(
+    workdir: Path, op_timeout_ms: int = 5000, *, failover_timeout_ms: int = 10000
+) -> Stack:
+    cluster = SentinelCluster.start(
+        workdir, groups=(GROUP,), failover_timeout_ms=failover_timeout_ms
+    )
     try:
         listen = Address("127.0.0.1", free_port())
         cp = ControlPlane.for_topology(

@@ -6,7 +6,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redis_sentinel_watch import Address, GroupTopology, GroupView, Health, SentinelView
-from redis_sentinel_watch.agreement import decide_group, majority
+from redis_sentinel_watch.agreement import (
+    Promotion,
+    PromotionStatus,
+    candidate,
+    decide_group,
+    majority,
+    promotion_aborted_by,
+    promotion_from_event,
+    promotion_from_views,
+    promotion_status,
+)
+from redis_sentinel_watch.replies import SentinelEvent
 
 S = [Address("127.0.0.1", 26379 + i) for i in range(5)]
 A = Address("127.0.0.1", 7001)
@@ -128,3 +139,238 @@ def test_properties(
     if last is not None:
         assert topo.config_epoch >= last.config_epoch
     assert topo.health is Health.OK
+
+
+# --------------------------------------------------------------------------- react first
+
+
+def promo(
+    candidate: Address = B,
+    replacing: Address = A,
+    base: int = 1,
+    *,
+    leader: Address | None = S[0],
+    seen_round: int = 5,
+    reported: bool = False,
+) -> Promotion:
+    return Promotion(
+        "g", candidate, replacing, base, leader, "+selected-slave", seen_round, reported
+    )
+
+
+def leading(sentinel: Address, primary: Address, epoch: int, promoted: Address) -> SentinelView:
+    gv = GroupView("g", primary, epoch, failover_in_progress=True, promoted=promoted)
+    return SentinelView(sentinel, True, {"g": gv})
+
+
+def test_promoted_replica_published_before_majority() -> None:
+    """The selected replica saying master is published while every Sentinel still names the
+    old primary at the old epoch; it keeps the old epoch and is marked provisional."""
+    views = [view(s, A, 1) for s in S[:3]]
+    topo = decide_group("g", views, 3, published(A, 1), {B: "master"}, promotion=promo())
+    assert topo.primary == B and topo.provisional and topo.health is Health.OK
+    assert topo.config_epoch == 1
+
+
+def test_promotion_waits_for_role_master() -> None:
+    """Selected but still a replica (or not answering): nothing moves."""
+    views = [view(s, A, 1) for s in S[:3]]
+    for said in ({B: "slave"}, {}):
+        topo = decide_group("g", views, 3, published(A, 1), said, promotion=promo())
+        assert topo.primary == A and not topo.provisional
+
+
+def test_promotion_about_another_primary_is_ignored() -> None:
+    """A failover replacing a node we do not publish (old news, stale Sentinel) moves nothing."""
+    views = [view(s, C, 2) for s in S[:3]]
+    topo = decide_group(
+        "g", views, 3, published(C, 2), {B: "master"}, promotion=promo(replacing=A, base=2)
+    )
+    assert topo.primary == C and not topo.provisional
+
+
+def test_provisional_kept_while_old_primary_claims_master() -> None:
+    """A woken old primary that still says master does not win back while the failover runs."""
+    views = [leading(S[0], A, 1, B), view(S[1], A, 1), view(S[2], A, 1)]
+    last = decide_group("g", views, 3, published(A, 1), {B: "master"}, promotion=promo())
+    again = decide_group(
+        "g", views, 3, last, {A: "master"}, promotion=promo(reported=True), views_round=6
+    )
+    assert again.primary == B and again.provisional
+
+
+def test_confirmation_clears_provisional() -> None:
+    """Once a majority names the candidate at a higher epoch it is simply the primary."""
+    views = [view(s, A, 1) for s in S[:3]]
+    last = decide_group("g", views, 3, published(A, 1), {B: "master"}, promotion=promo())
+    confirmed = [view(S[0], B, 2), view(S[1], B, 2), view(S[2], A, 1)]
+    p = promo(reported=True)
+    assert promotion_status(p, confirmed, 3, {}, 9)[0] is PromotionStatus.SETTLED
+    topo = decide_group("g", confirmed, 3, last, {}, promotion=p, views_round=9)
+    assert topo.primary == B and not topo.provisional and topo.config_epoch == 2
+
+
+def test_sentinels_settling_elsewhere_win() -> None:
+    """If the majority settles on another node at a higher epoch, follow the Sentinels."""
+    views = [view(s, A, 1) for s in S[:3]]
+    last = decide_group("g", views, 3, published(A, 1), {B: "master"}, promotion=promo())
+    other = [view(s, C, 2) for s in S[:3]]
+    topo = decide_group(
+        "g", other, 3, last, {C: "master", B: "master"}, promotion=promo(reported=True)
+    )
+    assert topo.primary == C and not topo.provisional
+
+
+def test_abort_returns_to_sentinels_choice() -> None:
+    """The leader no longer running the failover (poll after we learned of it) is an abort;
+    the Sentinels' primary comes back once its ROLE says master."""
+    p = promo(reported=True, seen_round=5)
+    views = [view(s, A, 1) for s in S[:3]]
+    last = decide_group("g", views, 3, published(A, 1), {B: "master"}, promotion=p)
+    assert last.primary == B
+    assert promotion_status(p, views, 3, {}, 5)[0] is PromotionStatus.ACTIVE  # same round
+    status, why = promotion_status(p, views, 3, {}, 6)
+    assert status is PromotionStatus.ABORTED and "no longer" in why
+    topo = decide_group("g", views, 3, last, {A: "master"}, promotion=p, views_round=6)
+    assert topo.primary == A and not topo.provisional
+    dead = decide_group("g", views, 3, last, {}, promotion=p, views_round=6)
+    assert dead.primary == B and dead.provisional and dead.health is Health.DEGRADED
+
+
+def test_leader_still_running_is_not_an_abort() -> None:
+    """The leader with failover_in_progress, or after +promoted-slave (higher epoch), is active."""
+    p = promo(reported=True)
+    running = [leading(S[0], A, 1, B), view(S[1], A, 1), view(S[2], A, 1)]
+    assert promotion_status(p, running, 3, {}, 9)[0] is PromotionStatus.ACTIVE
+    promoted = [view(S[0], A, 2), view(S[1], A, 1), view(S[2], A, 1)]
+    assert promotion_status(p, promoted, 3, {}, 9)[0] is PromotionStatus.ACTIVE
+
+
+def test_candidate_demoted_again_is_an_abort() -> None:
+    """A candidate that said master and now says slave was converted back: follow Sentinels."""
+    p = promo(reported=True)
+    views = [view(s, A, 1) for s in S[:3]]
+    assert promotion_status(p, views, 3, {B: "slave"}, 5)[0] is PromotionStatus.ABORTED
+
+
+def test_events_name_the_promotion() -> None:
+    """+selected-slave and friends (leader only) and +switch-master give a promotion of the
+    published primary; other events, groups and primaries give none."""
+    last = published(A, 3)
+    payload = "slave 127.0.0.1:7002 127.0.0.1 7002 @ g 127.0.0.1 7001"
+    for channel in ("+selected-slave", "+failover-state-wait-promotion", "+promoted-slave"):
+        ev = SentinelEvent(S[1], channel, payload, "g", B, A)
+        p = promotion_from_event(ev, last, 4)
+        assert p == Promotion("g", B, A, 3, S[1], channel, 4)
+    sw = SentinelEvent(S[2], "+switch-master", "g 127.0.0.1 7001 127.0.0.1 7002", "g", B, A)
+    p = promotion_from_event(sw, last)
+    assert p is not None and p.leader is None and p.candidate == B
+    assert promotion_from_event(SentinelEvent(S[1], "+sdown", payload, "g", B, A), last) is None
+    old = SentinelEvent(S[1], "+selected-slave", payload, "g", B, C)
+    assert promotion_from_event(old, last) is None
+    assert promotion_from_event(SentinelEvent(S[1], "+selected-slave", "", "h", B, A), last) is None
+    assert (
+        promotion_from_event(SentinelEvent(S[1], "+selected-slave", payload, "g", B, A), None)
+        is None
+    )
+
+
+def test_only_the_leader_aborts() -> None:
+    """A loser's late -failover-abort-not-elected does not cancel the winner's promotion."""
+    p = promo(leader=S[0])
+    mine = SentinelEvent(
+        S[0], "-failover-abort-slave-timeout", "master g 127.0.0.1 7001", "g", A, A
+    )
+    theirs = SentinelEvent(
+        S[1], "-failover-abort-not-elected", "master g 127.0.0.1 7001", "g", A, A
+    )
+    assert promotion_aborted_by(mine, p)
+    assert not promotion_aborted_by(theirs, p)
+    assert not promotion_aborted_by(mine, promo(leader=None))
+
+
+def test_poll_shows_the_promotion() -> None:
+    """A leader's poll with failover_in_progress and a promoted replica is a promotion."""
+    views = [leading(S[2], A, 1, B), view(S[0], A, 1)]
+    p = promotion_from_views(views, published(A, 1), 7)
+    assert p == Promotion("g", B, A, 1, S[2], "poll:promoted", 7)
+    assert promotion_from_views(views, published(C, 1)) is None
+    assert promotion_from_views([view(S[0], A, 1)], published(A, 1)) is None
+
+
+promotions = st.one_of(
+    st.none(),
+    st.builds(
+        Promotion,
+        group=st.just("g"),
+        candidate=addresses,
+        replacing=addresses,
+        base_epoch=epochs,
+        leader=st.one_of(st.none(), st.sampled_from(S[:5])),
+        source=st.just("+selected-slave"),
+        seen_round=st.integers(0, 3),
+        reported_master=st.booleans(),
+    ),
+)
+roles_st = st.dictionaries(addresses, st.sampled_from(["master", "slave", ""]))
+leader_answers = st.one_of(
+    st.none(),
+    st.tuples(addresses, epochs, st.booleans(), st.booleans(), st.one_of(st.none(), addresses)),
+)
+
+
+def build_views(
+    raw: list[tuple[Address, int, bool, bool, Address | None] | None],
+) -> list[SentinelView]:
+    out = []
+    for i, a in enumerate(raw):
+        if a is None:
+            out.append(down(S[i]))
+        else:
+            gv = GroupView("g", a[0], a[1], failover_in_progress=a[3], promoted=a[4])
+            out.append(SentinelView(S[i], True, {"g": gv}, tilt=a[2]))
+    return out
+
+
+@given(
+    st.lists(leader_answers, min_size=1, max_size=5),
+    st.one_of(st.none(), st.tuples(addresses, epochs, st.booleans())),
+    roles_st,
+    promotions,
+    st.integers(0, 4),
+)
+def test_promotion_properties(
+    raw: list[tuple[Address, int, bool, bool, Address | None] | None],
+    last_raw: tuple[Address, int, bool] | None,
+    roles: dict[Address, str],
+    p: Promotion | None,
+    views_round: int,
+) -> None:
+    """For any input: a provisional primary is the promotion's candidate, replacing what we
+    published, never reported 'slave', with no Sentinel majority at a higher epoch, at the
+    published epoch; a non-provisional change obeys the majority rules; and a promotion that
+    is not active changes nothing compared with having none."""
+    configured = len(raw)
+    views = build_views(raw)
+    last = None
+    if last_raw is not None:
+        last = GroupTopology(
+            "g", last_raw[0], config_epoch=last_raw[1], health=Health.OK, provisional=last_raw[2]
+        )
+    topo = decide_group("g", views, configured, last, roles, promotion=p, views_round=views_round)
+    without = decide_group("g", views, configured, last, roles)
+    if p is None or promotion_status(p, views, configured, roles, views_round)[0] is not (
+        PromotionStatus.ACTIVE
+    ):
+        assert topo == without
+        return
+    if topo == without:
+        return
+    # The promotion changed the answer: only ever to its candidate, provisionally.
+    assert topo.provisional and topo.primary == p.candidate
+    assert last is not None and last.primary in (p.replacing, p.candidate)
+    assert roles.get(p.candidate) != "slave"
+    assert roles.get(p.candidate) == "master" or p.reported_master or last.primary == p.candidate
+    assert topo.config_epoch == last.config_epoch
+    winner, _ = candidate(views, "g", configured)
+    assert winner is None or winner.config_epoch <= p.base_epoch

@@ -24,7 +24,8 @@ def write(tmp_path: Path, text: str) -> str:
             "sentinels",
         ),
         (
-            "sentinels: ['x']\ngroups: {g: {listen: '127.0.0.1:1'}}\nxds: {listen: '127.0.0.1:2'}\n",
+            "sentinels: ['x']\ngroups: {g: {listen: '127.0.0.1:1'}}\n"
+            "xds: {listen: '127.0.0.1:2'}\n",
             "sentinels[0]",
         ),
         (

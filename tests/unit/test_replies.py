@@ -83,3 +83,66 @@ def test_garbage_event_is_still_a_trigger() -> None:
     """An unparseable payload yields an event without a group, never an exception."""
     ev = parse_event(S, "+switch-master", "garbage")
     assert ev.group is None
+
+
+def test_promoted_replica_and_failover_timeout() -> None:
+    """The replica the leader selected carries the 'promoted' flag; failover-timeout is read."""
+    from redis_sentinel_watch.replies import promoted_replica
+
+    reply = [
+        ["ip", "127.0.0.1", "port", "7002", "flags", "slave,promoted"],
+        ["ip", "127.0.0.1", "port", "7003", "flags", "slave"],
+    ]
+    assert promoted_replica(reply, "g") == Address("127.0.0.1", 7002)
+    assert promoted_replica(reply[1:], "g") is None
+    assert parse_master(master(**{"failover-timeout": "180000"})).failover_timeout_ms == 180000
+    assert parse_master(master(**{"down-after-milliseconds": "5000"})).down_after_ms == 5000
+    assert parse_master(master()).failover_timeout_ms == 0
+    view = parse_master(master(flags="master,failover_in_progress"))
+    assert view.failover_in_progress and not view.primary_down
+
+
+def test_selection_event_names_replica_and_replaced_master() -> None:
+    """+selected-slave (exactly as sentinel.c formats it) names candidate and old primary."""
+    ev = parse_event(
+        S, "+selected-slave", "slave 127.0.0.1:38693 127.0.0.1 38693 @ mymaster 127.0.0.1 57693"
+    )
+    assert ev.group == "mymaster"
+    assert ev.instance == Address("127.0.0.1", 38693)
+    assert ev.master == Address("127.0.0.1", 57693)
+
+
+def test_switch_master_names_old_and_new() -> None:
+    """+switch-master: master is the old primary, instance the new one."""
+    ev = parse_event(S, "+switch-master", "mymaster 127.0.0.1 7001 127.0.0.1 7002")
+    assert ev.master == Address("127.0.0.1", 7001) and ev.instance == Address("127.0.0.1", 7002)
+
+
+def test_abort_event_names_master() -> None:
+    """-failover-abort-* is about the master: 'master <name> <ip> <port>'."""
+    ev = parse_event(S, "-failover-abort-slave-timeout", "master mymaster 127.0.0.1 7001")
+    assert ev.group == "mymaster" and ev.master == Address("127.0.0.1", 7001)
+
+
+def test_hostname_payloads_parse() -> None:
+    """With announce-hostnames the payload carries names; they parse as addresses to resolve."""
+    ev = parse_event(
+        S, "+selected-slave", "slave redis-b:6379 redis-b 6379 @ mymaster redis-a 6379"
+    )
+    assert ev.instance == Address("redis-b", 6379) and ev.master == Address("redis-a", 6379)
+
+
+def test_bad_ports_in_payload_give_no_address() -> None:
+    """A payload with a non-numeric or out-of-range port yields no address, not an exception."""
+    ev = parse_event(S, "+selected-slave", "slave x x notaport @ mymaster 127.0.0.1 99999")
+    assert ev.group == "mymaster" and ev.instance is None and ev.master is None
+
+
+def test_sentinels_reply() -> None:
+    """SENTINEL SENTINELS lists the other Sentinels by ip/port; a bad entry names the field."""
+    from redis_sentinel_watch.replies import parse_sentinels
+
+    reply = [["name", "x", "ip", "127.0.0.1", "port", "26380"], ["ip", "10.0.0.2", "port", "1"]]
+    assert parse_sentinels(reply, "g") == (Address("10.0.0.2", 1), Address("127.0.0.1", 26380))
+    with pytest.raises(ReplyError, match="'port'"):
+        parse_sentinels([["ip", "127.0.0.1", "port", "x"]], "g")

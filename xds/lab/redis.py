@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -101,10 +101,19 @@ class _ServerNode:
 
     kind: ClassVar[str] = "redis"
 
-    def __init__(self, address: Address, conf_path: Path, argv: Sequence[str]) -> None:
+    def __init__(
+        self,
+        address: Address,
+        conf_path: Path,
+        argv: Sequence[str],
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.address: Address = address
         self.conf_path: Path = conf_path
         self._argv: tuple[str, ...] = tuple(argv)
+        #: Extra options for every client of this node (e.g. ``password`` when the
+        #: server has ``requirepass``); :meth:`client` arguments override them.
+        self.client_options: dict[str, Any] = dict(client_options or {})
         self.process: ManagedProcess = self._spawn()
 
     def __repr__(self) -> str:
@@ -121,6 +130,7 @@ class _ServerNode:
         port: int | None,
         conf_lines: Callable[[Path, int], list[str]],
         timeout: float,
+        client_options: Mapping[str, Any] | None = None,
     ) -> Self:
         """Write ``<workdir>/<kind>-<port>/<kind>.conf``, start, wait for PING.
 
@@ -134,7 +144,7 @@ class _ServerNode:
             subdir.mkdir(parents=True, exist_ok=True)
             conf = subdir / f"{cls.kind}.conf"
             conf.write_text("\n".join(conf_lines(subdir, chosen)) + "\n")
-            node = cls(Address(LOOPBACK, chosen), conf, cls._argv_for(conf))
+            node = cls(Address(LOOPBACK, chosen), conf, cls._argv_for(conf), client_options)
             try:
                 node._wait_ready(timeout)
             except _ExitedDuringStart:
@@ -162,7 +172,7 @@ class _ServerNode:
 
         The caller owns it: use ``with node.client() as c:`` or call ``close()``.
         """
-        return _make_client(self.address, **kw)
+        return _make_client(self.address, **{**self.client_options, **kw})
 
     def ping(self, timeout: float = _POLL_TIMEOUT) -> bool:
         """True if the server answers PING within ``timeout`` seconds."""
@@ -250,9 +260,13 @@ class RedisNode(_ServerNode):
         replica_of: Address | None = None,
         *,
         timeout: float = 10.0,
+        extra_conf: Sequence[str] = (),
+        client_options: Mapping[str, Any] | None = None,
     ) -> RedisNode:
         """Start a Redis (a replica of ``replica_of`` if given) and wait until it answers PING.
 
+        ``extra_conf`` lines are appended to the generated redis.conf (e.g.
+        ``requirepass``); ``client_options`` are then needed to talk to it.
         Does not wait for replication; see :meth:`wait_replica_synced`.
         """
 
@@ -271,9 +285,9 @@ class RedisNode(_ServerNode):
             ]
             if replica_of is not None:
                 lines.append(f"replicaof {replica_of.host} {replica_of.port}")
-            return lines
+            return lines + list(extra_conf)
 
-        return cls._launch(workdir, port, conf_lines, timeout)
+        return cls._launch(workdir, port, conf_lines, timeout, client_options)
 
     def info(self, section: str = "replication") -> dict[str, str]:
         """``INFO <section>`` as a flat dict of strings."""
@@ -328,11 +342,19 @@ class SentinelNode(_ServerNode):
         failover_timeout_ms: int = 10000,
         *,
         timeout: float = 10.0,
+        extra_conf: Sequence[str] = (),
+        group_conf: Sequence[str] = (),
+        client_options: Mapping[str, Any] | None = None,
     ) -> SentinelNode:
         """Start a Sentinel monitoring ``(group, primary address)`` pairs; wait for PING.
 
         The conf file lives in the Sentinel's own directory and stays writable,
         because Sentinel rewrites it with what it learns (replicas, peers, epochs).
+        ``extra_conf`` lines go before the monitors (they override the defaults
+        above them, e.g. ``sentinel resolve-hostnames yes``); ``group_conf``
+        lines follow each monitor with ``{group}`` replaced by its name (e.g.
+        ``sentinel auth-pass {group} secret``). ``client_options`` (e.g. a
+        password for ``requirepass``) are used by every lab client of the node.
         """
 
         def conf_lines(directory: Path, chosen: int) -> list[str]:
@@ -344,6 +366,7 @@ class SentinelNode(_ServerNode):
                 "daemonize no",
                 "protected-mode no",
                 "sentinel resolve-hostnames no",
+                *extra_conf,
             ]
             for group, primary in monitors:
                 lines += [
@@ -351,10 +374,11 @@ class SentinelNode(_ServerNode):
                     f"sentinel down-after-milliseconds {group} {down_after_ms}",
                     f"sentinel failover-timeout {group} {failover_timeout_ms}",
                     f"sentinel parallel-syncs {group} 1",
+                    *(line.replace("{group}", group) for line in group_conf),
                 ]
             return lines
 
-        node = cls._launch(workdir, port, conf_lines, timeout)
+        node = cls._launch(workdir, port, conf_lines, timeout, client_options)
         node.monitors = tuple(monitors)
         return node
 

@@ -1,0 +1,190 @@
+"""``sentinel-xds drain`` against real Redis, Sentinels, the control plane and Envoy.
+
+What an operator must be able to rely on, observed from outside: a client
+writing through the sidecar every 10 ms keeps its one connection, gets at most
+one error, and every write it was told OK about is on the new primary; Envoy
+routes to the new primary; the old node is a replica that Sentinel will not
+promote (``replica-priority 0``, persisted in its config file). A drain that
+fails midway leaves the old primary serving writes, unpaused, as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from redis_sentinel_watch import Address
+from tests.integration.conftest import GROUP, Stack, start_stack
+from tests.integration.writer import Writer
+from tests.resp import OneConnection
+from xds.adminclient import AdminClient
+from xds.cli import main
+from xds.drain import DrainOptions, DrainResult, run_drain
+from xds.drain_plan import Budget
+from xds.lab import RedisNode, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def options(stack: Stack, node: Address, pause_ms: int = 5000) -> DrainOptions:
+    return DrainOptions(
+        group=GROUP,
+        node=node,
+        sentinels=tuple(stack.cluster.sentinel_addresses),
+        admins=(f"http://{stack.control_plane.admin}",),
+        budget=Budget(pause_ms=pause_ms, margin_ms=max(200, pause_ms // 10)),
+    )
+
+
+def cli_args(stack: Stack, command: str, node: Address) -> list[str]:
+    args = [command, GROUP, str(node), "--admin", str(stack.control_plane.admin)]
+    for s in stack.cluster.sentinel_addresses:
+        args += ["--sentinel", str(s)]
+    return args
+
+
+def priority(node: RedisNode) -> int:
+    with node.client() as c:
+        return int(c.config_get("replica-priority")["replica-priority"])
+
+
+def missing_on(node: RedisNode, keys: list[str]) -> list[str]:
+    with node.client() as c:
+        pipe = c.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(k)
+        return [k for k, present in zip(keys, pipe.execute(), strict=True) if not present]
+
+
+def test_drain_primary_loses_no_write_then_is_idempotent_and_undrains(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Drain the primary under a 10 ms writer: 0 acknowledged writes lost, at most 1 failed
+    command, the client's connection kept, Envoy on the new primary, the old node a replica
+    with replica-priority 0 in its config file; the control plane's timeline says drain;
+    a second drain says already drained (exit 0); undrain restores priority 100, twice."""
+    old = stack.primary_address()
+    old_node = stack.cluster.node(old)
+    writer = Writer("127.0.0.1", stack.listen.port).start()
+    wait_until(lambda: len(writer.result.acked) >= 30, 10, what="writes before the drain")
+
+    out = io.StringIO()
+    result = run_drain(options(stack, old), out=out)
+    assert result.exit_code == 0, out.getvalue()
+    assert result.outcome == "switched"
+    new = result.new_primary
+    assert new is not None and new != old
+
+    before = len(writer.result.acked)
+    wait_until(lambda: writer.acked_since(before) >= 30, 10, what="writes after the drain")
+    written = writer.stop()
+
+    assert written.connection_lost is None, "the client's connection to the sidecar was closed"
+    assert len(written.errors) <= 1, written.errors
+    assert missing_on(stack.cluster.node(new), written.acked) == []
+    assert stack.envoy_hosts() == [new]
+    assert old_node.role() == "slave"
+    assert old_node.info("replication")["master_port"] == str(new.port)
+    assert priority(old_node) == 0
+    assert "replica-priority 0" in old_node.conf_path.read_text()
+    steps = [s["event"] for s in result.steps]
+    assert steps.index("drain.paused") < steps.index("drain.failover_sent")
+    assert steps.index("drain.demoted") < steps.index("drain.unpaused")
+    assert result.pause_ms is not None and result.pause_ms < 5000
+    print(f"\ndrain write pause {result.pause_ms} ms, client errors {written.errors}")
+
+    admin = AdminClient(f"http://{stack.control_plane.admin}")
+    failovers = wait_until(lambda: admin.events(5), 35, what="failover.completed on /events")
+    assert [(f["old"], f["new"], f["trigger"]) for f in failovers] == [
+        (str(old), str(new), "drain")
+    ]
+    assert (failovers[0]["acked"], failovers[0]["sidecars"]) == (1, 1)
+
+    capsys.readouterr()
+    assert main(cli_args(stack, "drain", old)) == 0
+    assert "already drained" in capsys.readouterr().out
+    assert main(cli_args(stack, "undrain", old)) == 0
+    assert "undrained" in capsys.readouterr().out
+    assert priority(old_node) == 100
+    assert main(cli_args(stack, "undrain", old)) == 0
+    assert "not drained" in capsys.readouterr().out
+
+
+def writes_flow(listen: Address, within: float) -> float:
+    """Seconds a fresh client through the sidecar needs for one SET (fails past ``within``)."""
+    started = time.monotonic()
+    conn = OneConnection(listen.host, listen.port, timeout=within)
+    try:
+        assert conn.command("SET", "after-abort", "1") == "OK"
+    finally:
+        conn.close()
+    return time.monotonic() - started
+
+
+def test_drain_aborted_midway_leaves_old_primary_serving_unpaused(tmp_path: Path) -> None:
+    """Two failures after writes were paused, both undone: (1) the replica stalls so its
+    offset never catches up (a timeout); (2) every Sentinel dies before SENTINEL FAILOVER.
+    Each time: exit 1, the old primary is still master and still the primary in Envoy,
+    replica-priority is back to 100, writes flow at once (long before the pause budget
+    would have run out), and the writer lost nothing."""
+    stack = start_stack(tmp_path)
+    try:
+        old = stack.primary_address()
+        old_node = stack.cluster.node(old)
+        replica = stack.cluster.replicas[GROUP][0]
+        writer = Writer("127.0.0.1", stack.listen.port).start()
+        wait_until(lambda: len(writer.result.acked) >= 20, 10, what="writes before the drain")
+
+        # (1) a timeout: the replica freezes right after the pause begins
+        def freeze_replica(event: str) -> None:
+            if event == "drain.paused":
+                replica.pause()
+
+        out = io.StringIO()
+        try:
+            result: DrainResult = run_drain(
+                options(stack, old, pause_ms=1500), out=out, progress=freeze_replica
+            )
+        finally:
+            replica.resume()
+        assert result.exit_code == 1, out.getvalue()
+        assert result.outcome == "aborted"
+        assert "did not reach the primary's offset" in result.message
+        assert old_node.role() == "master"
+        assert priority(old_node) == 100
+        assert stack.envoy_hosts() == [old]
+        replica.wait_replica_synced(timeout=15)
+
+        # (2) Sentinels unreachable: all die once the replica has caught up
+        def kill_sentinels(event: str) -> None:
+            if event == "drain.replicas_synced":
+                for s in stack.cluster.sentinels:
+                    s.kill()
+
+        budget_ms = 10_000
+        out = io.StringIO()
+        result = run_drain(
+            options(stack, old, pause_ms=budget_ms), out=out, progress=kill_sentinels
+        )
+        returned = time.monotonic()
+        assert result.exit_code == 1, out.getvalue()
+        assert result.outcome == "aborted"
+        assert "no Sentinel took the failover" in result.message
+        took = writes_flow(stack.listen, within=budget_ms / 1000 / 2)
+        assert time.monotonic() - returned < budget_ms / 1000 / 2, "writes waited for the pause"
+        print(f"\nwrite after abort took {took * 1000:.1f} ms; pause lasted {result.pause_ms} ms")
+        assert old_node.role() == "master"
+        assert priority(old_node) == 100
+        before = len(writer.result.acked)
+        wait_until(lambda: writer.acked_since(before) >= 20, 5, what="writes after the abort")
+        written = writer.stop()
+        assert written.connection_lost is None
+        assert written.errors == []
+        assert missing_on(old_node, written.acked) == []
+    finally:
+        stack.envoy.stop()
+        stack.control_plane.stop()
+        stack.cluster.stop()

@@ -1,0 +1,145 @@
+"""Per-node profiles: which groups a sidecar receives and where it listens.
+
+Covers the config keys (``groups.X.sidecars``, ``xds.max_streams``), the node →
+profile rule, the snapshots built per profile, and the bootstrap flags that put
+the per-node settings into the Node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from redis_sentinel_watch import Address
+from xds.bootstrap import bootstrap_dict
+from xds.config import ConfigError, SidecarSelector, parse_config
+from xds.profiles import Profile, Profiles
+from xds.requests import NodeInfo
+from xds.resources import GroupSpec
+from xds.snapshot import CLUSTER, LISTENER
+
+BASE: dict[str, Any] = {
+    "sentinels": ["127.0.0.1:26379"],
+    "xds": {"listen": "127.0.0.1:18000"},
+}
+
+
+def config(groups: dict[str, Any], xds: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    return parse_config({**BASE, "groups": groups, **({"xds": xds} if xds else {})})
+
+
+def node(cluster: str = "app", agent: str = "envoy/1.40.0", **metadata: Any) -> NodeInfo:
+    return NodeInfo(id="n", cluster=cluster, user_agent=agent, metadata=metadata)
+
+
+def test_sidecars_selector_parsed() -> None:
+    """``sidecars: {clusters, metadata}`` is read; metadata values are compared as text."""
+    cfg = config(
+        {
+            "a": {
+                "listen": "127.0.0.1:6379",
+                "sidecars": {"clusters": ["registry"], "metadata": {"team": "infra", "tier": 1}},
+            }
+        }
+    )
+    assert cfg.groups[0].sidecars == SidecarSelector(
+        clusters=("registry",), metadata=(("team", "infra"), ("tier", "1"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("sidecars", "field"),
+    [
+        ({}, "groups.a.sidecars"),
+        ({"clusters": []}, "groups.a.sidecars.clusters"),
+        ({"clusters": ["ok", ""]}, "groups.a.sidecars.clusters[1]"),
+        ({"metadata": {"k": ["list"]}}, "groups.a.sidecars.metadata.k"),
+        ({"metadata": {}}, "groups.a.sidecars.metadata"),
+        ({"cluster": ["x"]}, "groups.a.sidecars.cluster"),
+    ],
+)
+def test_sidecars_selector_errors_name_the_field(sidecars: Any, field: str) -> None:
+    """Each invalid selector is refused with the dotted path of the bad field."""
+    with pytest.raises(ConfigError) as err:
+        config({"a": {"listen": "127.0.0.1:6379", "sidecars": sidecars}})
+    assert err.value.field == field
+
+
+def test_max_streams() -> None:
+    """``xds.max_streams`` defaults to 5000, accepts a positive int and names itself when bad."""
+    assert config({"a": {"listen": "127.0.0.1:6379"}}).xds_max_streams == 5000
+    cfg = config({"a": {"listen": "127.0.0.1:6379"}}, {"listen": "127.0.0.1:1", "max_streams": 3})
+    assert cfg.xds_max_streams == 3
+    with pytest.raises(ConfigError) as err:
+        config({"a": {"listen": "127.0.0.1:6379"}}, {"listen": "127.0.0.1:1", "max_streams": 0})
+    assert err.value.field == "xds.max_streams"
+
+
+GROUPS = {
+    "open": {"listen": "127.0.0.1:6379"},
+    "registry": {"listen": "127.0.0.1:6380", "sidecars": {"clusters": ["registry"]}},
+    "infra": {"listen": "127.0.0.1:6381", "sidecars": {"metadata": {"team": "infra"}}},
+}
+
+
+def test_plain_node_has_the_default_profile() -> None:
+    """A node that matches every group, overrides nothing and is Envoy gets ``None``."""
+    profiles = Profiles(config({"open": {"listen": "127.0.0.1:6379"}}).groups)
+    assert profiles.of(node()) is None
+
+
+def test_groups_restricted_by_cluster_and_metadata() -> None:
+    """Restricted groups go only to matching nodes; others get the unrestricted ones."""
+    profiles = Profiles(config(GROUPS).groups)
+    assert profiles.of(node("web")) == Profile(("open",))
+    assert profiles.of(node("registry")) == Profile(("open", "registry"))
+    assert profiles.of(node("web", team="infra")) == Profile(("open", "infra"))
+    assert profiles.of(None) == Profile(("open",))
+
+
+def test_listen_override_from_metadata() -> None:
+    """``sentinel_xds.listen.GROUP`` moves that group's listener for this node only;
+    overrides of unknown groups or with bad addresses are ignored."""
+    profiles = Profiles(config(GROUPS).groups)
+    meta = {"listen": {"open": "127.0.0.1:16379", "nope": "127.0.0.1:1", "registry": "bad"}}
+    profile = profiles.of(node("registry", sentinel_xds=meta))
+    assert profile == Profile(("open", "registry"), (("open", Address("127.0.0.1", 16379)),))
+    specs = [
+        GroupSpec("open", Address("127.0.0.1", 6379), Address("10.0.0.1", 7000)),
+        GroupSpec("registry", Address("127.0.0.1", 6380), Address("10.0.0.2", 7000)),
+        GroupSpec("infra", Address("127.0.0.1", 6381), Address("10.0.0.3", 7000)),
+    ]
+    snap = profiles.snapshot(profile, specs)
+    ports = {n: lst.address.socket_address.port_value for n, lst in snap.listeners.items()}
+    assert ports == {"redis/open": 16379, "redis/registry": 6380}
+    again = Profiles(config(GROUPS).groups).snapshot(profile, specs)
+    assert again.versions == snap.versions  # content hashes: replicas agree
+
+
+def test_grpc_client_profile_gets_api_listeners() -> None:
+    """A node that identifies as gRPC gets an API listener per group, besides the rest."""
+    profiles = Profiles(config({"open": {"listen": "127.0.0.1:6379"}}).groups)
+    profile = profiles.of(node(agent="gRPC Python/1.85.3"))
+    assert profile == Profile(("open",), (), True)
+    specs = [GroupSpec("open", Address("127.0.0.1", 6379), Address("10.0.0.1", 7000))]
+    snap = profiles.snapshot(profile, specs)
+    assert sorted(snap.listeners) == ["open", "redis/open"]
+    assert snap.listeners["open"].api_listener is not None
+    assert list(snap.by_type[CLUSTER].items) == ["redis/open"]
+    assert snap.version(LISTENER) != profiles.snapshot(None, specs).version(LISTENER)
+
+
+def test_bootstrap_flags() -> None:
+    """``--ads delta`` selects DELTA_GRPC; ``--listen`` lands in the node metadata."""
+    boot = bootstrap_dict(
+        "n",
+        [Address("127.0.0.1", 18000)],
+        ads="delta",
+        listen={"mymaster": Address("127.0.0.1", 16379)},
+    )
+    assert boot["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+    assert boot["node"]["metadata"] == {"sentinel_xds": {"listen": {"mymaster": "127.0.0.1:16379"}}}
+    plain = bootstrap_dict("n", [Address("127.0.0.1", 18000)])
+    assert plain["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+    assert "metadata" not in plain["node"]

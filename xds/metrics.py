@@ -1,0 +1,218 @@
+"""Prometheus metrics for ``/metrics``: one registry per service, not the global one.
+
+Two kinds of metric live here. Counters and the push-to-ACK histogram count
+things as they happen: the protocol layer reports pushes, ACKs and NACKs
+through the :class:`~xds.sidecars.XdsObserver` interface (so it never imports
+prometheus), and the failover timeline reports completed failovers. Gauges
+that describe the present (connected sidecars, each group's primary, Sentinel
+reachability) are read at scrape time from a :class:`StateSample` the service
+builds, so they can never drift from ``/status``.
+
+A private :class:`~prometheus_client.CollectorRegistry` keeps two services in
+one process (tests) from colliding, and keeps the library's process metrics
+out unless asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "CONTENT_TYPE",
+    "TRIGGERS",
+    "GroupSample",
+    "Metrics",
+    "SentinelSample",
+    "StateSample",
+    "short_type",
+]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+PREFIX = "sentinel_xds"
+
+#: failover triggers, as in ``failover.completed`` (see :mod:`xds.timeline`)
+TRIGGERS: tuple[str, ...] = ("sentinel-event", "drain", "reconcile")
+
+#: resource types, short names (label values)
+TYPES: tuple[str, ...] = ("Cluster", "ClusterLoadAssignment", "Listener")
+
+#: push → ACK on loopback is ~1-20 ms; a slow or overloaded sidecar takes seconds
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def short_type(type_url: str) -> str:
+    """``type.googleapis.com/envoy.config.cluster.v3.Cluster`` → ``Cluster``."""
+    return type_url.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class GroupSample:
+    """One master group as the service sees it right now."""
+
+    name: str
+    primary: str | None
+    health: str
+    agreeing: int
+    sentinels: int
+
+
+@dataclass(frozen=True)
+class SentinelSample:
+    address: str
+    reachable: bool
+    tilt: bool = False
+
+
+@dataclass(frozen=True)
+class StateSample:
+    """What the scrape-time gauges show; built by the service on every scrape."""
+
+    ready: bool
+    sidecars_by_protocol: dict[str, int] = field(default_factory=dict)
+    groups: Sequence[GroupSample] = ()
+    sentinels: Sequence[SentinelSample] = ()
+
+
+class _StateCollector(Collector):
+    def __init__(self, sample: Callable[[], StateSample]) -> None:
+        self._sample = sample
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sample()
+        ready = GaugeMetricFamily(
+            f"{PREFIX}_ready", "1 when serving a snapshot and a majority of Sentinels answer"
+        )
+        ready.add_metric([], 1.0 if s.ready else 0.0)
+        yield ready
+        sidecars = GaugeMetricFamily(
+            f"{PREFIX}_connected_sidecars", "Open ADS streams", labels=["protocol"]
+        )
+        for protocol in sorted({"sotw", "delta", *s.sidecars_by_protocol}):
+            sidecars.add_metric([protocol], float(s.sidecars_by_protocol.get(protocol, 0)))
+        yield sidecars
+        primary = InfoMetricFamily(
+            f"{PREFIX}_group_primary",
+            "The primary each group's sidecars are sent to",
+            labels=["group"],
+        )
+        degraded = GaugeMetricFamily(
+            f"{PREFIX}_group_degraded",
+            "1 when the Sentinels do not agree on the group's primary now",
+            labels=["group"],
+        )
+        agreeing = GaugeMetricFamily(
+            f"{PREFIX}_group_agreeing_sentinels",
+            "Sentinels that confirm the group's current primary",
+            labels=["group"],
+        )
+        for g in s.groups:
+            primary.add_metric([g.name], {"primary": g.primary or ""})
+            degraded.add_metric([g.name], 0.0 if g.health == "ok" else 1.0)
+            agreeing.add_metric([g.name], float(g.agreeing))
+        yield primary
+        yield degraded
+        yield agreeing
+        up = GaugeMetricFamily(
+            f"{PREFIX}_sentinel_up",
+            "1 when the Sentinel answered the last poll",
+            labels=["sentinel"],
+        )
+        tilt = GaugeMetricFamily(
+            f"{PREFIX}_sentinel_tilt", "1 when the Sentinel reports TILT mode", labels=["sentinel"]
+        )
+        for sentinel in s.sentinels:
+            up.add_metric([sentinel.address], 1.0 if sentinel.reachable else 0.0)
+            tilt.add_metric([sentinel.address], 1.0 if sentinel.tilt else 0.0)
+        yield up
+        yield tilt
+
+
+class Metrics:
+    """The registry and every event metric; implements :class:`~xds.sidecars.XdsObserver`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.pushes = Counter(
+            f"{PREFIX}_pushes",
+            "xDS responses sent to sidecars",
+            ["type"],
+            registry=self.registry,
+        )
+        self.acks = Counter(
+            f"{PREFIX}_acks", "ACKs received from sidecars", ["type"], registry=self.registry
+        )
+        self.nacks = Counter(
+            f"{PREFIX}_nacks",
+            "NACKs (rejected resources) received from sidecars",
+            ["type"],
+            registry=self.registry,
+        )
+        self.push_to_ack = Histogram(
+            f"{PREFIX}_push_to_ack_seconds",
+            "Time from sending a response to the sidecar's ACK of it",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.failovers = Counter(
+            f"{PREFIX}_failovers",
+            "Primary changes followed to the last sidecar ACK, by what started them",
+            ["trigger"],
+            registry=self.registry,
+        )
+        self.streams_refused = Counter(
+            f"{PREFIX}_streams_refused",
+            "ADS streams refused because xds.max_streams were open",
+            registry=self.registry,
+        )
+        self.rate_limited_requests = Counter(
+            f"{PREFIX}_rate_limited_requests",
+            "ADS requests delayed by the per-stream limit xds.max_requests_per_second",
+            registry=self.registry,
+        )
+        for t in TYPES:  # present from the first scrape, at zero
+            self.pushes.labels(t)
+            self.acks.labels(t)
+            self.nacks.labels(t)
+            self.push_to_ack.labels(t)
+        for trigger in TRIGGERS:
+            self.failovers.labels(trigger)
+
+    def add_state(self, sample: Callable[[], StateSample]) -> None:
+        """Register the scrape-time gauges (once per service)."""
+        self.registry.register(_StateCollector(sample))
+
+    # XdsObserver ------------------------------------------------------------------
+
+    def pushed(self, type_url: str) -> None:
+        self.pushes.labels(short_type(type_url)).inc()
+
+    def acked(self, type_url: str, latency_s: float | None) -> None:
+        kind = short_type(type_url)
+        self.acks.labels(kind).inc()
+        if latency_s is not None:
+            self.push_to_ack.labels(kind).observe(latency_s)
+
+    def nacked(self, type_url: str) -> None:
+        self.nacks.labels(short_type(type_url)).inc()
+
+    def stream_refused(self) -> None:
+        self.streams_refused.inc()
+
+    def rate_limited(self) -> None:
+        self.rate_limited_requests.inc()
+
+    # timeline ---------------------------------------------------------------------
+
+    def failover_completed(self, trigger: str) -> None:
+        self.failovers.labels(trigger).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format (``Content-Type``: :data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

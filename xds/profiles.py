@@ -1,0 +1,121 @@
+"""Which resources a sidecar receives: its *profile*, decided from its Node.
+
+A profile is everything that makes one sidecar's snapshot differ from
+another's:
+
+* the groups it receives: all by default; a group with ``sidecars:`` in the
+  config goes only to nodes whose cluster is listed (``clusters``) and whose
+  top-level node metadata has the listed values (``metadata``);
+* where it listens for a group: the config's ``listen`` unless the node's
+  metadata overrides it (``sentinel_xds: {listen: {GROUP: "HOST:PORT"}}``,
+  written by ``sentinel-xds bootstrap --listen GROUP=HOST:PORT``), which is how
+  two sidecars share one host;
+* whether it is gRPC's own xDS client, which also needs API listeners.
+
+Profiles are values, so every node with the same profile shares one snapshot
+(built once per topology version by :class:`xds.cache.SnapshotCache`). The
+plain profile (every group, no override, not gRPC) is ``None``, the cache's
+default, so ``cache.current()`` is what an ordinary sidecar gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from redis_sentinel_watch import Address, AddressError
+
+from .config import GroupConfig, SidecarSelector
+from .node import is_grpc_client
+from .requests import NodeInfo
+from .resources import GroupSpec
+from .snapshot import Snapshot, build_snapshot
+
+__all__ = ["METADATA_KEY", "Profile", "Profiles"]
+
+log = structlog.get_logger("xds.profiles")
+
+#: top-level node metadata key holding our per-node settings
+METADATA_KEY = "sentinel_xds"
+
+
+@dataclass(frozen=True)
+class Profile:
+    groups: tuple[str, ...]
+    listen: tuple[tuple[str, Address], ...] = ()
+    grpc: bool = False
+
+
+def _matches(selector: SidecarSelector | None, node: NodeInfo | None) -> bool:
+    if selector is None:
+        return True
+    if node is None:
+        return False
+    if selector.clusters and node.cluster not in selector.clusters:
+        return False
+    for key, want in selector.metadata:
+        have = node.metadata.get(key)
+        if isinstance(have, bool):
+            have = "true" if have else "false"
+        elif isinstance(have, float) and have.is_integer():
+            have = str(int(have))  # Struct numbers are doubles
+        if have is None or str(have) != want:
+            return False
+    return True
+
+
+class Profiles:
+    """The node → profile rule for one config, and profile → snapshot."""
+
+    def __init__(self, groups: Sequence[GroupConfig]) -> None:
+        self._groups = tuple(groups)
+        self._names = tuple(g.name for g in groups)
+
+    def of(self, node: NodeInfo | None) -> Profile | None:
+        """The node's profile; ``None`` for the plain one."""
+        chosen = tuple(g.name for g in self._groups if _matches(g.sidecars, node))
+        listen = self._listen_overrides(node, chosen)
+        grpc = is_grpc_client(node)
+        if chosen == self._names and not listen and not grpc:
+            return None
+        return Profile(chosen, listen, grpc)
+
+    def _listen_overrides(
+        self, node: NodeInfo | None, chosen: tuple[str, ...]
+    ) -> tuple[tuple[str, Address], ...]:
+        if node is None:
+            return ()
+        ours = node.metadata.get(METADATA_KEY)
+        raw: Any = ours.get("listen") if isinstance(ours, Mapping) else None
+        if not isinstance(raw, Mapping):
+            return ()
+        out: list[tuple[str, Address]] = []
+        for group, text in sorted(raw.items()):
+            if group not in self._names:
+                log.warning("xds.node.bad_listen", node=node.id, group=group, error="unknown group")
+                continue
+            try:
+                addr = Address.parse(str(text))
+            except AddressError as exc:
+                log.warning("xds.node.bad_listen", node=node.id, group=group, error=str(exc))
+                continue
+            if group in chosen:
+                out.append((group, addr))
+        return tuple(out)
+
+    def snapshot(self, profile: Profile | None, specs: Sequence[GroupSpec]) -> Snapshot:
+        """The snapshot for ``profile`` given every group's current spec."""
+        if profile is None:
+            return build_snapshot(specs)
+        listen = dict(profile.listen)
+        picked = [
+            replace(s, listen=listen.get(s.name, s.listen))
+            for s in specs
+            if s.name in profile.groups
+        ]
+        if profile.grpc:  # gRPC clients do not speak Redis: they get no Redis passwords
+            picked = [replace(s, upstream_auth=None, downstream_auth=None) for s in picked]
+        return build_snapshot(picked, api_listeners=profile.grpc)
