@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis.exceptions
-
 __all__ = ["ReplyError", "UnreachableError", "WatchError", "map_redis_errors"]
 
 
@@ -35,8 +33,13 @@ class UnreachableError(WatchError):
 def map_redis_errors(target: str) -> Iterator[None]:
     """Translate redis-py and socket errors raised inside the block.
 
+    redis is imported here, not at module level, so that importing this package's
+    values (as the xDS protocol layer does) never loads redis-py.
+
     ``target`` is a human name such as ``sentinel 127.0.0.1:26379``.
     """
+    import redis.exceptions  # noqa: PLC0415 - see docstring
+
     try:
         yield
     except (TimeoutError, redis.exceptions.TimeoutError) as exc:

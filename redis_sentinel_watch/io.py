@@ -25,6 +25,7 @@ from .errors import ReplyError, UnreachableError, map_redis_errors
 from .model import Address, GroupView, SentinelView
 from .replies import (
     SentinelEvent,
+    drained_replicas,
     parse_event,
     parse_master,
     parse_replicas,
@@ -134,7 +135,10 @@ class HostResolver:
             raise ReplyError(f"cannot resolve host {addr.host!r}: {exc.strerror or exc}") from exc
         if not infos:
             raise ReplyError(f"cannot resolve host {addr.host!r}: no address")
-        ip = str(infos[0][4][0])
+        # Prefer IPv4: Debian's /etc/hosts maps "localhost" to ::1 as well, and Redis
+        # usually listens on IPv4 only; an IPv6-only name still resolves.
+        v4 = [i for i in infos if i[0] == socket.AF_INET]
+        ip = str((v4 or infos)[0][4][0])
         self._cache[addr.host] = (now, ip)
         return Address(ip, addr.port)
 
@@ -144,6 +148,7 @@ class HostResolver:
             view,
             primary=await self.resolve(view.primary),
             replicas=tuple(sorted([await self.resolve(r) for r in view.replicas])),
+            drained=tuple(sorted([await self.resolve(r) for r in view.drained])),
             promoted=await self.resolve(view.promoted) if view.promoted else None,
         )
 
@@ -267,6 +272,7 @@ class RedisSentinelIO:
                 view = dataclasses.replace(
                     view,
                     replicas=parse_replicas(raw, view.group),
+                    drained=drained_replicas(raw, view.group),
                     promoted=promoted_replica(raw, view.group),
                 )
             except (UnreachableError, ReplyError) as exc:

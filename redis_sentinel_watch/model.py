@@ -104,6 +104,7 @@ class GroupView:
     promoted: Address | None = None
     failover_timeout_ms: int = 0
     down_after_ms: int = 0
+    drained: tuple[Address, ...] = ()  # replicas with replica-priority 0 (never promoted)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class GroupTopology:
     health: Health = Health.UNKNOWN
     reason: str = ""
     provisional: bool = False
+    drained: tuple[Address, ...] = ()  # replicas an operator drained (replica-priority 0)
 
     @property
     def routing_key(self) -> tuple[str, Address | None]:

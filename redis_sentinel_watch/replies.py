@@ -16,6 +16,7 @@ from .model import Address, AddressError, GroupView
 
 __all__ = [
     "SentinelEvent",
+    "drained_replicas",
     "pairs_to_dict",
     "parse_event",
     "parse_master",
@@ -97,6 +98,23 @@ def parse_replicas(reply: object, group: str) -> tuple[Address, ...]:
         if flags & {"s_down", "o_down", "disconnected"}:
             continue
         out.append(_address(fields, what))
+    return tuple(sorted(out))
+
+
+def drained_replicas(reply: object, group: str) -> tuple[Address, ...]:
+    """Replicas in ``SENTINEL REPLICAS group`` whose ``slave-priority`` is 0.
+
+    ``sentinel-xds drain`` marks a node that way (the mark lives in Redis, so
+    every control-plane replica sees it); Sentinel never promotes such a node.
+    """
+    what = f"SENTINEL REPLICAS {group}"
+    if not isinstance(reply, list | tuple):
+        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
+    out: list[Address] = []
+    for entry in reply:
+        fields = pairs_to_dict(entry, what)
+        if fields.get("slave-priority", fields.get("replica-priority")) == "0":
+            out.append(_address(fields, what))
     return tuple(sorted(out))
 
 

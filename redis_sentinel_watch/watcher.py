@@ -141,6 +141,7 @@ class Watcher:
         self._ignored_groups: set[str] = set()
         self._unknown_peers: dict[Address, frozenset[Address]] = {}
         self._listeners: list[Listener] = []
+        self._undelivered = False  # a listener raised on the current topology: retry
         self._promotions: dict[str, Promotion] = {}
         self._promotion_seen_at: dict[str, float] = {}
         self._fenced: dict[str, Address] = {}
@@ -181,7 +182,10 @@ class Watcher:
         listeners = [asyncio.create_task(self._listen(s)) for s in self.sentinels]
         try:
             while True:
-                await self.poll_once()
+                try:
+                    await self.poll_once()
+                except Exception:  # one bad round must not end the watch for good
+                    log.exception("watcher.poll_failed")
                 await self._sleep()
         finally:
             tasks = [*listeners, *self._tasks]
@@ -228,6 +232,8 @@ class Watcher:
             roles = dict(zip(asked, answers, strict=True))
         self._roles = roles
         self._reconcile(roles)
+        if self._undelivered:
+            self._deliver(self.topology, ())
         self._note_stale(views)
         self.first_poll_done.set()
         return self.topology
@@ -324,8 +330,25 @@ class Watcher:
                 since_first_sign_ms=round((now - sign_at) * 1000, 1) if sign_at else None,
             )
         self.topology = new
+        self._deliver(new, changes)
+
+    def _deliver(self, topology: Topology, changes: Sequence[PrimaryChange]) -> None:
+        """Hand ``topology`` to every listener; one that raises is logged and retried.
+
+        The topology is already ours at this point; a listener that failed (say the
+        service could not build a snapshot) gets the same topology again after the
+        next poll, so sidecars are never left on an old primary by one exception.
+        """
+        failed = False
         for listener in self._listeners:
-            listener(new, changes)
+            try:
+                listener(topology, changes)
+            except Exception:
+                failed = True
+                log.exception(
+                    "watcher.listener_failed", listener=getattr(listener, "__name__", "?")
+                )
+        self._undelivered = failed
 
     # ------------------------------------------------------------------ react first
 
@@ -464,7 +487,12 @@ class Watcher:
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("watcher.task_failed", error=repr(task.exception()))
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -615,9 +643,14 @@ class Watcher:
                         self.poke("events-resumed")
                     self._on_event(event)
                 raise UnreachableError(f"sentinel {sentinel}: event stream ended")
-            except UnreachableError as exc:
+            except Exception as exc:  # any failure: reconnect, never stop listening
                 if failures == 0:
-                    log.warning("sentinel.events.lost", sentinel=str(sentinel), error=str(exc))
+                    log.warning(
+                        "sentinel.events.lost",
+                        sentinel=str(sentinel),
+                        error=str(exc),
+                        kind=type(exc).__name__,
+                    )
                     self.poke("events-lost")
                 failures += 1
                 await asyncio.sleep(backoff.compute(failures))

@@ -177,16 +177,16 @@ def _serve(path: str, log_format: str | None) -> int:
         config.log.level,
     )
 
-    async def run() -> None:
+    async def run() -> int:
         service = Service(config)
         await service.serve_forever()
+        return service.exit_code
 
     try:
-        asyncio.run(run())
+        return asyncio.run(run())
     except OSError as exc:
         print(f"sentinel-xds: cannot start: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def _check(path: str) -> int:

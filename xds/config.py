@@ -10,9 +10,20 @@ The file is YAML::
         sidecars:                   # optional; default: every sidecar receives the group
           clusters: [docker-registry]   # node cluster (--node-cluster) is one of these
           metadata: {team: infra}       # and node metadata has these top-level values
+        upstream_auth:              # optional; AUTH the sidecar sends to Redis (over xDS)
+          username: app
+          password_file: /etc/sentinel-xds/app.pass    # or password_env: VAR_NAME
+        downstream_auth:            # optional; AUTH the sidecar demands from clients
+          password_env: CLIENT_PASSWORD
     xds:
       listen: "127.0.0.1:18000"
       max_streams: 5000             # beyond it new streams get RESOURCE_EXHAUSTED
+      max_requests_per_second: 100  # per stream; requests beyond it are delayed
+      tls:                          # optional; see xds/tls.py and docs/security.md
+        cert_file: /etc/sentinel-xds/xds.pem
+        key_file: /etc/sentinel-xds/xds.key
+        client_ca_file: /etc/sentinel-xds/sidecar-ca.pem   # mutual TLS
+        require_client_cert: true   # default: true when client_ca_file is given
     admin:
       listen: "127.0.0.1:9102"
     watch:

@@ -111,9 +111,7 @@ class DeltaStream(AdsStream[DeltaRequest]):
             else:
                 sub.names.discard(name)
         if len(sub.names) > MAX_RESOURCE_NAMES:  # subscriptions add up across requests
-            raise ProtocolError(
-                f"more than {MAX_RESOURCE_NAMES} subscribed names for {type_url}"
-            )
+            raise ProtocolError(f"more than {MAX_RESOURCE_NAMES} subscribed names for {type_url}")
         for name in [n for n in sub.known if not sub.wants(n)]:
             del sub.known[name]  # the sidecar dropped it
         ts.requested = True

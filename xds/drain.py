@@ -35,7 +35,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 import redis
@@ -63,6 +63,8 @@ __all__ = ["DrainOptions", "DrainResult", "Drainer", "run_drain", "run_undrain"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: below this a switchover cannot finish (Sentinel alone needs ~200 ms to promote)
+MIN_PAUSE_MS = 150
 ROUTED_TYPES = ("Cluster", "ClusterLoadAssignment")
 
 Progress = Callable[[str], None]
@@ -228,6 +230,7 @@ class Cluster:
             epoch=_int(master.get("config-epoch")),
             flags=frozenset(master.get("flags", "").split(",")),
             replicas=tuple(replicas),
+            down_after_ms=_int(master.get("down-after-milliseconds")) or None,
         )
 
     def ask_node(self, address: Address) -> NodeFacts:
@@ -295,6 +298,26 @@ class Drainer:
         self.paused_admins = [AdminClient(a, timeout_s=quick) for a in options.admins]
         self.step = Steps(out or sys.stdout, options.json_lines, progress)
 
+    def _fit_budget(self, plan: Plan) -> None:
+        """Shrink the pause budget below what Sentinel tolerates (see ``safe_pause_ms``)."""
+        limit = plan.pause_limit_ms
+        if plan.action is not Action.SWITCHOVER or not limit or self.o.budget.pause_ms <= limit:
+            return
+        if limit < MIN_PAUSE_MS:
+            raise DrainRefusedError(
+                f"Sentinel's down-after-milliseconds allows a write pause of only {limit} ms "
+                f"(need at least {MIN_PAUSE_MS}); raise down-after-milliseconds first"
+            )
+        margin = min(self.o.budget.margin_ms, limit // 4)
+        self.step.say(
+            f"pause budget lowered from {self.o.budget.pause_ms} to {limit} ms: a longer "
+            "pause would make Sentinel flag the primary down (80% of its down-after-milliseconds)"
+        )
+        self.o = replace(self.o, budget=Budget(pause_ms=limit, margin_ms=margin))
+        quick = min(self.o.command_timeout_s, max(margin / 2000, 0.02))
+        self.paused = Cluster(quick)
+        self.paused_admins = [AdminClient(a, timeout_s=quick) for a in self.o.admins]
+
     # ------------------------------------------------------------------ facts
 
     def _facts(self) -> tuple[list[SentinelAnswer], dict[Address, NodeFacts]]:
@@ -311,6 +334,7 @@ class Drainer:
         try:
             answers, nodes = self._facts()
             plan = plan_drain(self.o.group, self.o.node, answers, len(self.o.sentinels), nodes)
+            self._fit_budget(plan)
             if self.o.dry_run:
                 for line in plan.describe(self.o.budget, [a.base for a in self.admins]):
                     self.step.say(line)

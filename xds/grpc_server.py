@@ -4,14 +4,17 @@ Responses are pre-framed bytes (see :mod:`xds.wire`), so the response
 serializer is the identity; requests are parsed by :mod:`xds.requests` with
 the protobuf runtime (an Envoy's first request carries a ~60 KB Node).
 
-Three operational limits live here:
+Four operational limits live here:
 
 * keepalive: the server pings idle connections and accepts the clients'
   pings, so a sidecar behind a dead NAT entry or a frozen peer is noticed;
 * ``max_streams``: beyond it a new stream is refused at once with
-  RESOURCE_EXHAUSTED (and logged, ``xds.stream.refused``), so an overloaded
-  replica pushes sidecars to another replica instead of serving all of them
-  slowly;
+  RESOURCE_EXHAUSTED (logged, ``xds.stream.refused``, and counted,
+  ``sentinel_xds_streams_refused_total``), so an overloaded replica pushes
+  sidecars to another replica instead of serving all of them slowly;
+* ``max_requests_per_second`` per stream: requests beyond it are delayed
+  (``xds.stream.rate_limited``, ``sentinel_xds_rate_limited_requests_total``),
+  so one flooding client cannot starve the others;
 * :meth:`XdsServer.stop` ends every open stream with UNAVAILABLE right away
   (sidecars keep their config and reconnect, to another replica if their
   bootstrap lists one), then stops the server.
@@ -54,11 +57,17 @@ class XdsServer:
     """ADS (SotW and Delta) over gRPC, serving whatever the cache holds."""
 
     def __init__(
-        self, cache: SnapshotCache, sidecars: Sidecars, max_streams: int = DEFAULT_MAX_STREAMS
+        self,
+        cache: SnapshotCache,
+        sidecars: Sidecars,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        *,
+        max_requests_per_second: float | None = None,
     ) -> None:
         self.cache = cache
         self.sidecars = sidecars
         self.max_streams = max_streams
+        self.max_requests_per_second = max_requests_per_second
         self.refused = 0
         self._open = 0
         self._refused_logged_at = -REFUSED_LOG_INTERVAL_S
@@ -74,6 +83,7 @@ class XdsServer:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane shutting down")
         if self._open >= self.max_streams:
             self.refused += 1
+            self.sidecars.observer.stream_refused()
             now = asyncio.get_running_loop().time()
             if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
                 self._refused_logged_at = now
@@ -94,13 +104,29 @@ class XdsServer:
         self, requests: AsyncIterator[SotwRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         await self._admit(context)
-        await self._run(SotwStream(self.cache, self.sidecars, requests, context))
+        await self._run(
+            SotwStream(
+                self.cache,
+                self.sidecars,
+                requests,
+                context,
+                max_requests_per_second=self.max_requests_per_second,
+            )
+        )
 
     async def _delta(
         self, requests: AsyncIterator[DeltaRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         await self._admit(context)
-        await self._run(DeltaStream(self.cache, self.sidecars, requests, context))
+        await self._run(
+            DeltaStream(
+                self.cache,
+                self.sidecars,
+                requests,
+                context,
+                max_requests_per_second=self.max_requests_per_second,
+            )
+        )
 
     async def _run(self, stream: AdsStream[Any]) -> None:
         self._open += 1

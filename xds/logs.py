@@ -13,6 +13,7 @@ import sys
 from typing import Literal, TextIO
 
 import structlog
+import structlog.tracebacks
 
 from .secrets import REDACTOR
 
@@ -37,7 +38,9 @@ def configure_logging(
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     renderer = REDACTOR.wrap(renderer)  # no known secret value leaves in a log line
     structlog.configure(
@@ -45,7 +48,11 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks
+            # no local variables in tracebacks: a secret cut at a length limit would
+            # slip past the redactor (xds/secrets.py)
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
             if use_json
             else structlog.processors.StackInfoRenderer(),
             renderer,

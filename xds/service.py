@@ -78,7 +78,12 @@ class Service:
             fence_pause_ms=config.watch.fence_pause_ms,
         )
         self.watcher.subscribe(self._on_topology)
-        self.xds = XdsServer(self.cache, self.sidecars, max_streams=config.xds_max_streams)
+        self.xds = XdsServer(
+            self.cache,
+            self.sidecars,
+            max_streams=config.xds_max_streams,
+            max_requests_per_second=config.xds_max_requests_per_second,
+        )
         self.timeline = Timeline(self.sidecars, self.metrics, self._primary_of)
         self.metrics.add_state(self._metrics_sample)
         self.admin = AdminServer(
@@ -92,6 +97,7 @@ class Service:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self.exit_code = 0
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -113,6 +119,7 @@ class Service:
             )
         admin_port = await self.admin.start(self.config.admin_listen)
         self._watch_task = asyncio.create_task(self.watcher.run())
+        self._watch_task.add_done_callback(self._watch_ended)
         log.info(
             "service.started",
             xds_port=xds_port,
@@ -138,7 +145,7 @@ class Service:
         """Stop watching, end streams (sidecars keep their config), close everything."""
         if self._watch_task is not None:
             self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch_task
         for task in list(self._tasks):
             task.cancel()
@@ -153,6 +160,20 @@ class Service:
             await self.run()
         finally:
             await self.shutdown()
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        """The watcher never returns on its own: if it died, serving on would mean
+        silently missing failovers, so log it and stop (systemd restarts us)."""
+        if task.cancelled() or self._stop.is_set():
+            return
+        log.error("service.watcher_died", error=repr(task.exception()))
+        self.exit_code = 1
+        self.request_stop("watcher died")
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("service.task_failed", error=repr(task.exception()))
 
     # ------------------------------------------------------------------ topology → xDS
 
@@ -207,7 +228,7 @@ class Service:
         record = self.timeline.start(change)
         task = asyncio.create_task(self.timeline.follow(change, record))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
 
     def _primary_of(self, group: str) -> Address | None:
         current = self.watcher.topology.group(group)
@@ -272,6 +293,7 @@ class Service:
                     "name": g.name,
                     "primary": str(g.primary) if g.primary else None,
                     "replicas": [str(r) for r in g.replicas],
+                    "drained": [str(r) for r in g.drained],
                     "config_epoch": g.config_epoch,
                     "agreeing": g.agreeing,
                     "sentinels": g.sentinels,

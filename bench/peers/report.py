@@ -142,8 +142,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"kernel {m['kernel']}; Redis {v['redis']}, Envoy {v['envoy']}, HAProxy "
         f"{v['haproxy']}, Python {v['python']}, redis-py {v['redis-py']}.",
         "",
-        "Unplanned: `kill -9` of the primary (the killed node is restarted once Sentinel "
-        "has failed over, and rejoins as a replica).",
+        "Unplanned: `kill -9` of the primary (the killed node is restarted once every "
+        "Sentinel has settled on the new primary, and rejoins as a replica).",
         "",
         *_table(results, planned=False),
         "",
@@ -282,8 +282,13 @@ def plot_lost(results: dict[str, Any], path: Path) -> None:
                 capsize=4,
                 zorder=4,
             )
+            values = _round_values(results, row, "lost")
+            ax.scatter([i + 0.22] * len(values), values, s=10, color="black", alpha=0.6, zorder=5)
+            text = f"{lost['median']:g}"
+            if lost["max"] != lost["median"]:
+                text += f"\n(max {lost['max']:g})"
             ax.annotate(
-                f"{lost['median']:g}",
+                text,
                 (i, lost["max"] * 1.15 + 0.3),
                 ha="center",
                 va="bottom",
@@ -297,7 +302,7 @@ def plot_lost(results: dict[str, Any], path: Path) -> None:
     axes[0].set_ylabel("acknowledged writes lost per round (symlog)")
     fig.suptitle(
         f"Acknowledged writes lost per failover ({results['settings']['rounds']} rounds; "
-        "bar = median, whiskers = min-max; one write every 10 ms)",
+        "bar = median, whiskers = min-max, dots = rounds; one write every 10 ms)",
         fontsize=11,
     )
     fig.tight_layout()

@@ -11,6 +11,7 @@ validation errors do) has gone through ``/status`` and the log.
 
 from __future__ import annotations
 
+import json
 import secrets
 import urllib.request
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ class AuthStack:
     passwords: dict[str, str]
     primary: RedisNode
     control_plane: ControlPlane
+    envoy: EnvoyProcess
     listen: Address
 
 
@@ -104,7 +106,7 @@ def auth_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Auth
             name="sidecar-auth",
         )
         envoy.wait_listener(listen.port, timeout=20)
-        yield AuthStack(pw, primary, cp, listen)
+        yield AuthStack(pw, primary, cp, envoy, listen)
     finally:
         stop_all()
 
@@ -171,6 +173,9 @@ async def test_credentials_reach_redis_and_no_secret_is_ever_printed(
         for which, value in pw.items():
             assert value not in text, f"{which} password leaked in {name}"
     assert "***" in outputs["/status"]  # the NACK text is there, redacted
+    # Envoy marks these fields sensitive: its own /config_dump shows them redacted
+    dump = json.dumps(auth_stack.envoy.config_dump())
+    assert pw["app"] not in dump and pw["client"] not in dump and "[redacted]" in dump
     assert "upstream AUTH as app" in outputs["check-config"]
     assert any(e["event"] == "xds.nack" for e in cp.events())
     assert cp.events("xds.transport.unprotected"), "plaintext with passwords must warn"

@@ -103,7 +103,17 @@ def test_drain_primary_loses_no_write_then_is_idempotent_and_undrains(
     ]
     assert (failovers[0]["acked"], failovers[0]["sidecars"]) == (1, 1)
 
+    def drained_in_status() -> bool:
+        (group,) = stack.control_plane.status()["groups"]
+        return str(old) in group["drained"]
+
+    wait_until(drained_in_status, 15, what="the drained node marked drained in /status")
     capsys.readouterr()
+    # the only replica is drained, so status exits 1 ("no promotable replica"): by design
+    assert main(["status", "--admin", f"http://{stack.control_plane.admin}"]) == 1
+    shown = capsys.readouterr().out
+    assert f"{old} (drained)" in shown and "no promotable replica" in shown
+
     assert main(cli_args(stack, "drain", old)) == 0
     assert "already drained" in capsys.readouterr().out
     assert main(cli_args(stack, "undrain", old)) == 0
@@ -171,7 +181,7 @@ def test_drain_aborted_midway_leaves_old_primary_serving_unpaused(tmp_path: Path
         )
         returned = time.monotonic()
         assert result.exit_code == 1, out.getvalue()
-        assert result.outcome == "aborted"
+        assert result.outcome == "aborted", out.getvalue()
         assert "no Sentinel took the failover" in result.message
         took = writes_flow(stack.listen, within=budget_ms / 1000 / 2)
         assert time.monotonic() - returned < budget_ms / 1000 / 2, "writes waited for the pause"

@@ -38,7 +38,7 @@ from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_unt
 from xds.lab.controlplane import ControlPlane, config_yaml
 from xds.sidecars import Sidecars
 from xds.snapshot import CLUSTER
-from xds.tls import ServerTls, server_credentials
+from xds.tls import ServerTls, server_credentials, transport_warning
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 NODE = "sidecar-mtls"
@@ -359,3 +359,19 @@ async def test_admin_binds_loopback_by_default_and_warns_when_bound_elsewhere() 
         await AdminServer(lambda: {}, lambda: (True, "ok")).start(Address("192.0.2.1", free_port()))
     (warning,) = [e for e in logs if e["event"] == "admin.not_loopback"]
     assert warning["log_level"] == "warning" and warning["listen"].startswith("192.0.2.1:")
+
+
+def test_transport_warning_names_what_is_exposed(tmp_path: Path) -> None:
+    """Startup warns when passwords travel without mutual TLS, or when a plaintext listener
+    is off loopback; mutual TLS, or plaintext on loopback without passwords, is quiet."""
+    certs = make_certs(tmp_path)
+    mtls = ServerTls(str(certs.server.cert), str(certs.server.key), str(certs.ca.cert_file), True)
+    tls_only = ServerTls(str(certs.server.cert), str(certs.server.key))
+    public, loopback = Address("0.0.0.0", 18000), Address("127.0.0.1", 18000)
+    assert transport_warning(public, mtls, carries_secrets=True) is None
+    assert transport_warning(loopback, None, carries_secrets=False) is None
+    assert transport_warning(public, tls_only, carries_secrets=False) is None
+    secrets_warning = transport_warning(loopback, tls_only, carries_secrets=True)
+    assert secrets_warning is not None and "require_client_cert" in secrets_warning
+    plaintext = transport_warning(public, None, carries_secrets=False)
+    assert plaintext is not None and "not loopback" in plaintext

@@ -129,12 +129,14 @@ def test_db_other_than_zero_is_reported(db: int) -> None:
 
 
 def test_db_not_an_integer_is_reported() -> None:
+    """A non-integer redis.db is a finding naming the value."""
     findings = check_registry_config(registry(redis__db="zero"), SIDECAR)
     assert fields(findings) == ["redis.db"]
     assert "expected an integer" in findings[0].message
 
 
 def test_db_absent_means_zero() -> None:
+    """No redis.db means db 0, which is fine behind the sidecar."""
     assert check_registry_config(registry(redis__db=None), SIDECAR) == []
 
 
@@ -147,11 +149,13 @@ def test_password_without_sidecar_auth_is_reported() -> None:
 
 
 def test_password_matching_a_sidecar_that_requires_auth_is_fine() -> None:
+    """A password is fine when the sidecar's group requires downstream auth."""
     listeners = [SidecarListener("mymaster", Address("127.0.0.1", 6379), requires_auth=True)]
     assert check_registry_config(registry(**{"redis__password": FAKE_CREDENTIAL}), listeners) == []
 
 
 def test_sidecar_requiring_auth_without_password_is_reported() -> None:
+    """A sidecar that requires AUTH but a registry without a password is a finding."""
     listeners = [SidecarListener("mymaster", Address("127.0.0.1", 6379), requires_auth=True)]
     findings = check_registry_config(registry(), listeners)
     assert fields(findings) == ["redis.password"]
@@ -172,12 +176,14 @@ def test_unrelated_tcp_check_is_left_alone() -> None:
 
 
 def test_health_check_at_a_redis_node_next_to_a_sidecar_check_is_reported() -> None:
+    """A health.tcp entry aimed at a Redis node is reported even beside a sidecar check."""
     data = registry(health__tcp=[{"addr": "127.0.0.1:6379"}, {"addr": "10.0.0.7:6379"}])
     findings = check_registry_config(data, SIDECAR)
     assert fields(findings) == ["health.tcp[1].addr"]
 
 
 def test_health_entry_without_address_is_reported() -> None:
+    """A health.tcp entry without addr is a finding."""
     data = registry(health__tcp=[{"addr": "127.0.0.1:6379"}, {"timeout": "1s"}])
     findings = check_registry_config(data, SIDECAR)
     assert fields(findings) == ["health.tcp[1].addr"]
@@ -190,11 +196,13 @@ def test_cache_not_in_redis_is_reported() -> None:
 
 
 def test_missing_redis_section_is_reported() -> None:
+    """A registry config without a redis section is a finding."""
     findings = check_registry_config(registry(redis=None), SIDECAR)
     assert fields(findings) == ["redis.addr"]
 
 
 def test_bad_address_is_reported() -> None:
+    """A malformed redis.addr is a finding naming the value."""
     findings = check_registry_config(registry(redis__addr="127.0.0.1"), SIDECAR)
     assert fields(findings)[0] == "redis.addr"
     assert "not 'host:port'" in findings[0].message
@@ -220,6 +228,7 @@ def write(tmp_path: Path, name: str, data: object) -> Path:
 
 
 def test_cli_ok_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A clean registry config: the command prints OK and exits 0."""
     path = write(tmp_path, "config.yml", registry())
     control = ROOT / "envoy" / "sentinel-xds.yaml"
     assert main(["check-client-config", str(path), "--config", str(control)]) == 0
@@ -229,6 +238,7 @@ def test_cli_ok_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_cli_prints_one_line_per_finding_and_exits_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Findings: one line each on stdout, exit code 1."""
     path = write(
         tmp_path, "config.yml", registry(redis__db=2, **{"redis__password": FAKE_CREDENTIAL})
     )
@@ -251,6 +261,7 @@ def test_cli_prints_one_line_per_finding_and_exits_one(
 def test_cli_unreadable_input_exits_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
 ) -> None:
+    """An unreadable registry config exits 2 with one line."""
     path = tmp_path / "config.yml"
     if content is not None:
         path.write_text(content)
@@ -264,6 +275,7 @@ def test_cli_unreadable_input_exits_two(
 def test_cli_bad_control_plane_config_exits_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A bad --config control-plane file exits 2 naming the field."""
     path = write(tmp_path, "config.yml", registry())
     control = write(tmp_path, "cp.yaml", {"sentinels": [], "groups": {}, "xds": {}})
     assert main(["check-client-config", str(path), "--config", str(control)]) == 2
@@ -300,6 +312,7 @@ def test_cli_bootstrap_listen_override_is_the_sidecar_listener(
 def test_cli_bootstrap_needs_config_and_known_groups(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """--bootstrap needs --config, and its --listen groups must exist."""
     from xds.bootstrap import bootstrap_yaml
 
     path = write(tmp_path, "config.yml", registry())

@@ -199,3 +199,17 @@ def test_undrain_needs_no_majority_but_a_member() -> None:
     with pytest.raises(DrainRefusedError) as err:
         plan_undrain(G, Address("10.9.9.9", 1), answers, 3, replica_facts(R1, priority=0))
     assert err.value.exit_code == 2
+
+
+def test_pause_limit_stays_below_sentinel_down_after() -> None:
+    """A write pause also holds Sentinel's PING behind its hello PUBLISH, so the drain
+    caps the pause at 80% of the smallest down-after-milliseconds any Sentinel uses."""
+    from xds.drain_plan import SentinelAnswer, safe_pause_ms
+
+    s1, s2 = Address("127.0.0.1", 26379), Address("127.0.0.1", 26380)
+    answers = [
+        SentinelAnswer(s1, True, down_after_ms=30_000),
+        SentinelAnswer(s2, True, down_after_ms=1_000),
+    ]
+    assert safe_pause_ms(answers) == 800
+    assert safe_pause_ms([SentinelAnswer(s1, False)]) is None

