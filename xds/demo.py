@@ -165,7 +165,10 @@ def _run(workdir: Path, keep_running: bool) -> bool:
     finally:
         client.close()
 
-    _say(f"  sentinel promoted {new} {promoted_at - killed_at:.2f} s after the kill")
+    _say(
+        f"  sentinels      a majority names {new} {promoted_at - killed_at:.2f} s after the "
+        "kill (the sidecar switched earlier, as soon as the replica reported master)"
+    )
     _say(
         f"  control plane  failover.completed: trigger {fo.get('trigger')}, "
         f"first sign -> switch {fo.get('detect_to_switch_ms')} ms, "
