@@ -168,7 +168,7 @@ class XdsServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.max_ping_strikes", 0),
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 4 * 1024 * 1024),  # Envoy's first: ~60 KB
             ]
         )
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {

@@ -80,6 +80,8 @@ class _Malformed:
         self.error = error
 
 
+#: requests read from a stream but not yet handled; past this the reader waits
+MAX_QUEUED_REQUESTS = 16
 _CHANGED, _CLOSE, _EOF = _Signal("CHANGED"), _Signal("CLOSE"), _Signal("EOF")
 
 
@@ -112,6 +114,10 @@ class AdsStream(Generic[R]):
         self._requests: AsyncIterator[R] = requests
         self._context = context
         self._inbox: asyncio.Queue[R | _Signal | _Malformed] = asyncio.Queue()
+        # Requests waiting in the inbox are bounded: when a sidecar stops reading our
+        # responses, we stop reading its requests and gRPC flow control pushes back,
+        # instead of queueing them without limit. Signals do not count.
+        self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
         self._bucket = (
             TokenBucket(max_requests_per_second) if max_requests_per_second is not None else None
         )
@@ -186,6 +192,7 @@ class AdsStream(Generic[R]):
                     if wait > 0:
                         self._rate_limited(loop.time(), wait)
                         await asyncio.sleep(wait)
+                await self._room.acquire()
                 self._inbox.put_nowait(request)
         except asyncio.CancelledError:
             raise
@@ -236,6 +243,7 @@ class AdsStream(Generic[R]):
                             await self.on_change()
                     continue
                 assert isinstance(item, SotwRequest | DeltaRequest)
+                self._room.release()
                 if not self._started:
                     self._start(item.node)
                 await self.on_request(item)
