@@ -132,33 +132,12 @@ def test_frozen_primary_never_reappears_and_no_acked_write_is_lost(
     assert missing_on(stack, final, result.acked) == []
 
 
-def cds_lds_state(stack: Stack) -> tuple[dict[str, str], int, int]:
-    dump = stack.envoy.config_dump()
-    versions: dict[str, str] = {}
-    for cfg in dump["configs"]:
-        kind = cfg.get("@type", "").rsplit(".", 1)[-1]
-        if kind == "ClustersConfigDump":
-            versions["cds"] = cfg.get("version_info", "")
-            for c in cfg.get("dynamic_active_clusters", []):
-                versions["cluster " + c["cluster"]["name"]] = c["version_info"]
-        elif kind == "ListenersConfigDump":
-            versions["lds"] = cfg.get("version_info", "")
-            for lst in cfg.get("dynamic_listeners", []):
-                versions["listener " + lst["name"]] = lst["active_state"]["version_info"]
-    stats = stack.envoy.stats()
-    return (
-        versions,
-        stats.get("cluster_manager.cluster_modified", 0),
-        stats.get("listener_manager.listener_modified", 0),
-    )
-
-
 def test_control_plane_restart_causes_no_churn_and_routing_continues(stack: Stack) -> None:
     """While the control plane is down Envoy keeps routing; after a restart it gets the
     very same versions, and no cluster or listener is modified."""
     from tests.resp import OneConnection
 
-    versions_before, clusters_modified, listeners_modified = cds_lds_state(stack)
+    versions_before, clusters_modified, listeners_modified = stack.envoy.xds_state()
     assert versions_before.get("cds") and versions_before.get("lds")
     stack.control_plane.kill()
     conn = OneConnection("127.0.0.1", stack.listen.port)
@@ -181,7 +160,7 @@ def test_control_plane_restart_causes_no_churn_and_routing_continues(stack: Stac
         )
 
     wait_until(reconnected, 30, interval=0.2, what="sidecar re-synced with restarted control plane")
-    versions_after, clusters_after, listeners_after = cds_lds_state(stack)
+    versions_after, clusters_after, listeners_after = stack.envoy.xds_state()
     assert versions_after == versions_before
     assert clusters_after == clusters_modified
     assert listeners_after == listeners_modified

@@ -67,27 +67,6 @@ def _synced_on(cp: ControlPlane, primary: Address | None = None) -> bool:
     return primary is None or sc["primaries"].get(GROUP) == str(primary)
 
 
-def envoy_state(envoy: EnvoyProcess) -> tuple[dict[str, str], int, int]:
-    """Versions Envoy holds for CDS/LDS and each resource, and its modified counters."""
-    versions: dict[str, str] = {}
-    for cfg in envoy.config_dump()["configs"]:
-        kind = cfg.get("@type", "").rsplit(".", 1)[-1]
-        if kind == "ClustersConfigDump":
-            versions["cds"] = cfg.get("version_info", "")
-            for c in cfg.get("dynamic_active_clusters", []):
-                versions["cluster " + c["cluster"]["name"]] = c["version_info"]
-        elif kind == "ListenersConfigDump":
-            versions["lds"] = cfg.get("version_info", "")
-            for lst in cfg.get("dynamic_listeners", []):
-                versions["listener " + lst["name"]] = lst["active_state"]["version_info"]
-    stats = envoy.stats()
-    return (
-        versions,
-        stats.get("cluster_manager.cluster_modified", 0),
-        stats.get("listener_manager.listener_modified", 0),
-    )
-
-
 @pytest.fixture
 def ha(tmp_path: Path) -> Iterator[HaStack]:
     cluster = SentinelCluster.start(tmp_path, groups=(GROUP,))
@@ -130,7 +109,7 @@ def test_replicas_agree_and_losing_one_causes_no_config_churn(
     connected = ha.only_connected()
     wait_until(lambda: _synced_on(connected), 10, what="sidecar synced on its replica")
     survivor = next(cp for cp in ha.replicas if cp is not connected)
-    versions, clusters_modified, listeners_modified = envoy_state(ha.envoy)
+    versions, clusters_modified, listeners_modified = ha.envoy.xds_state()
     assert versions["cds"] == first["Cluster"] and versions["lds"] == first["Listener"]
 
     started = time.monotonic()
@@ -141,7 +120,7 @@ def test_replicas_agree_and_losing_one_causes_no_config_churn(
     sc = _sidecar(survivor)
     assert sc is not None
     assert {t: sc["types"][t]["acked"] for t in first} == first
-    assert envoy_state(ha.envoy) == (versions, clusters_modified, listeners_modified)
+    assert ha.envoy.xds_state() == (versions, clusters_modified, listeners_modified)
     assert ha.envoy.stats().get("control_plane.connected_state") == 1
     conn = OneConnection("127.0.0.1", ha.listen.port)
     try:

@@ -212,6 +212,27 @@ class EnvoyProcess:
         """``GET /config_dump?include_eds`` (EDS endpoints included)."""
         return self._get_json("/config_dump?include_eds")
 
+    def xds_state(self) -> tuple[dict[str, str], int, int]:
+        """What "no config churn" is judged on: the versions Envoy holds (CDS, LDS and
+        each dynamic cluster and listener) and its cluster/listener modified counters."""
+        versions: dict[str, str] = {}
+        for cfg in self.config_dump()["configs"]:
+            kind = cfg.get("@type", "").rsplit(".", 1)[-1]
+            if kind == "ClustersConfigDump":
+                versions["cds"] = cfg.get("version_info", "")
+                for c in cfg.get("dynamic_active_clusters", []):
+                    versions["cluster " + c["cluster"]["name"]] = c["version_info"]
+            elif kind == "ListenersConfigDump":
+                versions["lds"] = cfg.get("version_info", "")
+                for lst in cfg.get("dynamic_listeners", []):
+                    versions["listener " + lst["name"]] = lst["active_state"]["version_info"]
+        stats = self.stats()
+        return (
+            versions,
+            stats.get("cluster_manager.cluster_modified", 0),
+            stats.get("listener_manager.listener_modified", 0),
+        )
+
     def stats(self) -> dict[str, int]:
         """Counters and gauges from ``GET /stats?format=json`` (histograms left out)."""
         out: dict[str, int] = {}
