@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Generic, TypeVar
 
 import grpc
 from envoy_data_plane.envoy.config.core.v3 import Node
@@ -14,20 +15,25 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 )
 from envoy_data_plane.google.rpc import Status
 
+DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
 
-class AdsClient:
-    """One SotW ADS stream to a server on ``target``."""
+R = TypeVar("R", DiscoveryResponse, DeltaDiscoveryResponse)
 
-    def __init__(self, target: str) -> None:
+
+class _Stream(Generic[R]):
+    """One ADS stream and a reader task that queues every response (or the error)."""
+
+    def __init__(self, target: str, method: str, request_type: type, response_type: type[R]):
         self.channel = grpc.aio.insecure_channel(target)
         self.call = self.channel.stream_stream(
-            SOTW,
-            request_serializer=DiscoveryRequest.SerializeToString,
-            response_deserializer=DiscoveryResponse.FromString,
+            method,
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
         )()
-        self.responses: asyncio.Queue[DiscoveryResponse | BaseException] = asyncio.Queue()
+        self._response_type = response_type
+        self.responses: asyncio.Queue[R | BaseException] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -36,12 +42,38 @@ class AdsClient:
         try:
             while True:
                 resp = await self.call.read()
-                if not isinstance(resp, DiscoveryResponse):
+                if not isinstance(resp, self._response_type):
                     self.responses.put_nowait(EOFError("stream ended"))
                     return
                 self.responses.put_nowait(resp)
         except BaseException as exc:
             self.responses.put_nowait(exc)
+
+    async def recv(self, timeout: float = 5.0) -> R:
+        item = await asyncio.wait_for(self.responses.get(), timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def expect_silence(self, within: float = 0.3) -> None:
+        """Assert no response arrives within ``within`` seconds."""
+        try:
+            item = await asyncio.wait_for(self.responses.get(), within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected response or end of stream: {item!r}")
+
+    async def close(self) -> None:
+        self.call.cancel()
+        self._reader.cancel()
+        await self.channel.close()
+
+
+class AdsClient(_Stream[DiscoveryResponse]):
+    """One SotW ADS stream to a server on ``target``."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target, SOTW, DiscoveryRequest, DiscoveryResponse)
 
     async def send(
         self,
@@ -65,55 +97,15 @@ class AdsClient:
             req.error_detail = Status(code=3, message=error)
         await self.call.write(req)
 
-    async def recv(self, timeout: float = 5.0) -> DiscoveryResponse:
-        item = await asyncio.wait_for(self.responses.get(), timeout)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def expect_silence(self, within: float = 0.3) -> None:
-        """Assert no response arrives within ``within`` seconds."""
-        try:
-            item = await asyncio.wait_for(self.responses.get(), within)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected response or end of stream: {item!r}")
-
     async def ack(self, resp: DiscoveryResponse, names: list[str] | None = None) -> None:
         await self.send(resp.type_url, names, version=resp.version_info, nonce=resp.nonce)
 
-    async def close(self) -> None:
-        self.call.cancel()
-        self._reader.cancel()
-        await self.channel.close()
 
-
-DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-
-
-class DeltaAdsClient:
+class DeltaAdsClient(_Stream[DeltaDiscoveryResponse]):
     """One Delta ADS stream to a server on ``target``."""
 
     def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
-        self.call = self.channel.stream_stream(
-            DELTA,
-            request_serializer=DeltaDiscoveryRequest.SerializeToString,
-            response_deserializer=DeltaDiscoveryResponse.FromString,
-        )()
-        self.responses: asyncio.Queue[DeltaDiscoveryResponse | BaseException] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                resp = await self.call.read()
-                if not isinstance(resp, DeltaDiscoveryResponse):
-                    self.responses.put_nowait(EOFError("stream ended"))
-                    return
-                self.responses.put_nowait(resp)
-        except BaseException as exc:
-            self.responses.put_nowait(exc)
+        super().__init__(target, DELTA, DeltaDiscoveryRequest, DeltaDiscoveryResponse)
 
     async def send(
         self,
@@ -139,24 +131,5 @@ class DeltaAdsClient:
             req.error_detail = Status(code=3, message=error)
         await self.call.write(req)
 
-    async def recv(self, timeout: float = 5.0) -> DeltaDiscoveryResponse:
-        item = await asyncio.wait_for(self.responses.get(), timeout)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def expect_silence(self, within: float = 0.3) -> None:
-        """Assert no response arrives within ``within`` seconds."""
-        try:
-            item = await asyncio.wait_for(self.responses.get(), within)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected response or end of stream: {item!r}")
-
     async def ack(self, resp: DeltaDiscoveryResponse) -> None:
         await self.send(resp.type_url, nonce=resp.nonce)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        self._reader.cancel()
-        await self.channel.close()
