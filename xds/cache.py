@@ -48,7 +48,8 @@ class SnapshotCache:
         self._key: Hashable = None
         self._build: Builder | None = None
         self._built: dict[Hashable, Snapshot] = {}
-        self._previous: dict[Hashable, Snapshot] = {}
+        self._last_good: dict[Hashable, Snapshot] = {}  # per profile, across generations
+        self._failed: set[Hashable] = set()  # profiles whose build failed this generation
         self._changed: asyncio.Future[None] | None = None
         self.generation = 0
 
@@ -63,19 +64,22 @@ class SnapshotCache:
         """The snapshot for ``profile`` at the current generation (built on first use).
 
         If building fails (a bug: builders are pure and checked), the error is
-        logged and the profile keeps the snapshot of the previous generation,
-        so its sidecars keep their last good config.
+        logged once per generation and the profile keeps its last good snapshot,
+        however many generations ago that was, so its sidecars keep their config.
         """
         snap = self._built.get(profile)
         if snap is not None or self._build is None:
             return snap
+        if profile in self._failed:
+            return self._last_good.get(profile)
         try:
             snap = self._build(profile)
             snap.consistent()
         except Exception as exc:
+            self._failed.add(profile)
             log.error("cache.build_failed", profile=repr(profile), error=str(exc))
-            return self._previous.get(profile)
-        self._built[profile] = snap
+            return self._last_good.get(profile)
+        self._built[profile] = self._last_good[profile] = snap
         return snap
 
     def changed(self) -> asyncio.Future[None]:
@@ -93,7 +97,7 @@ class SnapshotCache:
         if self._build is not None and key == self._key:
             return False
         self._key, self._build = key, build
-        self._previous, self._built = self._built, {}
+        self._built, self._failed = {}, set()
         self.generation += 1
         log.debug("cache.publish", generation=self.generation)
         if self._changed is not None and not self._changed.done():
