@@ -169,6 +169,10 @@ class Sidecars:
     def all(self) -> list[Sidecar]:
         return list(self._by_stream.values())
 
+    def is_open(self, sidecar: Sidecar) -> bool:
+        """Whether ``sidecar``'s stream is still connected."""
+        return self._by_stream.get(sidecar.stream_id) is sidecar
+
     def __len__(self) -> int:
         return len(self._by_stream)
 

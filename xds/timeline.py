@@ -185,10 +185,20 @@ class Timeline:
         def superseded() -> bool:
             return self._current is not None and self._current(group) != change.new
 
-        def pending() -> list[Sidecar]:
-            return [s for s in self._carrying(group) if acked_primaries(s).get(group) != new]
+        # Sidecars still to ACK, checked from the front only: each wake-up (one per batch
+        # of ACKs) drops the ones that are done and stops at the first that is not, so a
+        # failover over N sidecars costs O(N) checks in all, not O(N) per ACK.
+        waiting = deque(self._carrying(group))
 
-        await self._sidecars.wait_for(lambda: not pending() or superseded(), self._ack_wait_s)
+        def settled() -> bool:
+            while waiting and (
+                not self._sidecars.is_open(waiting[0])
+                or acked_primaries(waiting[0]).get(group) == new
+            ):
+                waiting.popleft()
+            return not waiting or superseded()
+
+        await self._sidecars.wait_for(settled, self._ack_wait_s)
         carrying = self._carrying(group)
         done = [s for s in carrying if acked_primaries(s).get(group) == new]
         record.acked, record.sidecars = len(done), len(carrying)
