@@ -135,40 +135,17 @@ class DeltaStream(AdsStream[DeltaRequest]):
         for older in [n for n in sub.in_flight if n <= nonce]:
             del sub.in_flight[older]
         ts = self.sidecar.type(type_url)
-        now = time.monotonic()
         if request.error is not None:
-            first_time = ts.nacked_version != sent.version
-            ts.nacked_version = sent.version
-            ts.nack_detail = request.error
-            ts.nacks += 1
-            self._sidecars.observer.nacked(type_url)
             for name, version in sent.resources.items():
                 sub.nacked[name] = version
                 sub.known.pop(name, None)  # it kept an older one we cannot name
-            if first_time:
-                self.log.warning(
-                    "xds.nack",
-                    type=short_type(type_url),
-                    version=sent.version,
-                    resources=sorted(sent.resources),
-                    error=request.error,
-                )
-        else:
-            ts.acked_version = sent.version
-            ts.acked_at = now
-            self._sidecars.observer.acked(
-                type_url, now - ts.sent_at if ts.sent_at is not None else None
+            self.record_nack(
+                type_url, ts, sent.version, request.error, resources=sorted(sent.resources)
             )
+        else:
             for name in sent.resources:
                 sub.nacked.pop(name, None)
-            if ts.sent_at is not None:
-                self.log.debug(
-                    "xds.ack",
-                    type=short_type(type_url),
-                    version=sent.version,
-                    ms=round((now - ts.sent_at) * 1000, 1),
-                )
-        self._sidecars.notify()
+            self.record_ack(type_url, ts, sent.version, fresh=True)
 
     async def _respond(self, type_url: str, *, initial: bool) -> None:
         sub = self._subs[type_url]

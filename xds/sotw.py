@@ -82,36 +82,13 @@ class SotwStream(AdsStream[SotwRequest]):
         await self._maybe_respond(type_url, force=first, added=added)
 
     def _ack_or_nack(self, type_url: str, ts: TypeState, request: SotwRequest) -> None:
-        now = time.monotonic()
         if request.error is not None:
-            first_time = ts.nacked_version != ts.sent_version
-            ts.nacked_version = ts.sent_version
-            ts.nack_detail = request.error
-            ts.nacks += 1
-            self._sidecars.observer.nacked(type_url)
-            if first_time:
-                self.log.warning(
-                    "xds.nack",
-                    type=short_type(type_url),
-                    version=ts.sent_version,
-                    kept_version=request.version_info,
-                    error=request.error,
-                )
-        else:
-            ts.acked_version = request.version_info
-            ts.acked_at = now
-            fresh = ts.sent_at is not None and ts.acked_version == ts.sent_version
-            self._sidecars.observer.acked(
-                type_url, now - ts.sent_at if fresh and ts.sent_at else None
+            self.record_nack(
+                type_url, ts, ts.sent_version, request.error, kept_version=request.version_info
             )
-            if ts.sent_at is not None and ts.acked_version == ts.sent_version:
-                self.log.debug(
-                    "xds.ack",
-                    type=short_type(type_url),
-                    version=request.version_info,
-                    ms=round((now - ts.sent_at) * 1000, 1),
-                )
-        self._sidecars.notify()
+        else:
+            fresh = request.version_info == ts.sent_version
+            self.record_ack(type_url, ts, request.version_info, fresh=fresh)
 
     async def _maybe_respond(
         self, type_url: str, *, force: bool, added: frozenset[str] = frozenset()

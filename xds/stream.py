@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -40,7 +41,7 @@ from .cache import SnapshotCache
 from .node import describe_node
 from .ratelimit import TokenBucket
 from .requests import DeltaRequest, NodeInfo, SotwRequest
-from .sidecars import Sidecar, Sidecars
+from .sidecars import Sidecar, Sidecars, TypeState
 from .snapshot import Snapshot
 
 __all__ = ["TYPE_PREFIX", "AdsStream", "ProtocolError", "short_type"]
@@ -146,6 +147,36 @@ class AdsStream(Generic[R]):
         check_type_url(type_url, names)
         if type_url not in self.sidecar.types and len(self.sidecar.types) >= MAX_TYPES:
             raise ProtocolError(f"more than {MAX_TYPES} resource types on one stream")
+
+    def record_ack(self, type_url: str, ts: TypeState, version: str, *, fresh: bool) -> None:
+        """The sidecar accepted ``version``; ``fresh`` when it is the one we last sent
+        (only then is there a push-to-ACK latency to count and log)."""
+        now = time.monotonic()
+        ts.acked_version = version
+        ts.acked_at = now
+        latency = now - ts.sent_at if fresh and ts.sent_at is not None else None
+        self._sidecars.observer.acked(type_url, latency)
+        if latency is not None:
+            self.log.debug(
+                "xds.ack", type=short_type(type_url), version=version, ms=round(latency * 1000, 1)
+            )
+        self._sidecars.notify()
+
+    def record_nack(
+        self, type_url: str, ts: TypeState, version: str, error: str, **details: Any
+    ) -> None:
+        """The sidecar rejected ``version``: remember it (never resent), count it, and
+        log it once per rejected version, with Envoy's reason."""
+        first_time = ts.nacked_version != version
+        ts.nacked_version = version
+        ts.nack_detail = error
+        ts.nacks += 1
+        self._sidecars.observer.nacked(type_url)
+        if first_time:
+            self.log.warning(
+                "xds.nack", type=short_type(type_url), version=version, error=error, **details
+            )
+        self._sidecars.notify()
 
     def next_nonce(self) -> str:
         self._nonce += 1
