@@ -39,10 +39,9 @@ from typing import Any
 
 from redis_sentinel_watch import Address
 from tests.resp import ConnectionLost, OneConnection, RespError
-from xds.bootstrap import bootstrap_yaml
 from xds.drain import DrainOptions, run_drain, run_undrain
 from xds.drain_plan import Budget
-from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
+from xds.lab import SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane
 
 GROUP = "mymaster"
@@ -217,14 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             listen = Address("127.0.0.1", free_port())
             cp = ControlPlane.for_topology(workdir, cluster.sentinel_addresses, {GROUP: listen})
             cp.start()
-            admin_port = free_port()
-            envoy = EnvoyProcess.start(
-                workdir,
-                bootstrap_yaml("bench-sidecar", [cp.xds], admin=Address("127.0.0.1", admin_port)),
-                admin_port,
-                name="bench-sidecar",
-            )
-            envoy.wait_listener(listen.port, timeout=20)
+            cp.start_sidecar(workdir, "bench-sidecar", listen)
             for n in range(1, args.rounds + 1):
                 r = one_round(n, cluster, listen, f"http://{cp.admin}")
                 rounds.append(r)

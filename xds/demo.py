@@ -24,8 +24,7 @@ from redis.exceptions import RedisError
 
 from redis_sentinel_watch import Address
 
-from .bootstrap import bootstrap_yaml
-from .lab import EnvoyProcess, SentinelCluster, free_port, install_sigterm_handler, stop_all
+from .lab import SentinelCluster, free_port, install_sigterm_handler, stop_all
 from .lab.controlplane import ControlPlane
 from .lab.process import live_processes, wait_until
 
@@ -124,14 +123,7 @@ def _run(workdir: Path, keep_running: bool) -> bool:
     listen = Address("127.0.0.1", free_port())
     cp = ControlPlane.for_topology(workdir, cluster.sentinel_addresses, {GROUP: listen}).start()
     _say(f"  control plane  xDS {cp.xds}, status http://{cp.admin}/status")
-    admin_port = free_port()
-    envoy = EnvoyProcess.start(
-        workdir,
-        bootstrap_yaml("demo-sidecar", [cp.xds], admin=Address("127.0.0.1", admin_port)),
-        admin_port,
-        name="envoy-sidecar",
-    )
-    envoy.wait_listener(listen.port, timeout=20)
+    envoy = cp.start_sidecar(workdir, "demo-sidecar", listen)
     envoy.wait_cluster_hosts(f"redis/{GROUP}", [primary], timeout=20)
     _say(f"  envoy sidecar  redis on {listen} -> {primary}, admin http://{envoy.admin}/")
     _say()

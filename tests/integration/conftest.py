@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from redis_sentinel_watch import Address
-from xds.bootstrap import bootstrap_yaml
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all
 from xds.lab.controlplane import ControlPlane
 
@@ -54,14 +53,7 @@ def start_stack(
         cp = ControlPlane.for_topology(
             workdir, cluster.sentinel_addresses, {GROUP: listen}, op_timeout_ms=op_timeout_ms
         ).start()
-        admin = free_port()
-        envoy = EnvoyProcess.start(
-            workdir,
-            bootstrap_yaml("sidecar-1", [cp.xds], admin=Address("127.0.0.1", admin)),
-            admin,
-            name="sidecar-1",
-        )
-        envoy.wait_listener(listen.port, timeout=20)
+        envoy = cp.start_sidecar(workdir, "sidecar-1", listen)
         envoy.wait_cluster_hosts(f"redis/{GROUP}", [cluster.current_primary(GROUP).address])
     except BaseException:
         cluster.stop()

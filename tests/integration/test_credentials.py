@@ -26,7 +26,6 @@ from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient
 from tests.integration.conftest import GROUP
 from tests.resp import OneConnection, RespError
-from xds.bootstrap import bootstrap_yaml
 from xds.cli import main
 from xds.lab import EnvoyProcess, RedisNode, SentinelNode, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
@@ -98,14 +97,7 @@ def auth_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Auth
         }
         config["groups"][GROUP]["downstream_auth"] = {"password_env": "SX_TEST_CLIENT_PASSWORD"}
         cp = ControlPlane(tmp_path, yaml.safe_dump(config), xds, admin).start()
-        admin_port = free_port()
-        envoy = EnvoyProcess.start(
-            tmp_path,
-            bootstrap_yaml("sidecar-auth", [cp.xds], admin=Address("127.0.0.1", admin_port)),
-            admin_port,
-            name="sidecar-auth",
-        )
-        envoy.wait_listener(listen.port, timeout=20)
+        envoy = cp.start_sidecar(tmp_path, "sidecar-auth", listen)
         yield AuthStack(pw, primary, cp, envoy, listen)
     finally:
         stop_all()

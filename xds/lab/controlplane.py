@@ -19,6 +19,8 @@ import yaml
 
 from redis_sentinel_watch import Address
 
+from ..bootstrap import bootstrap_yaml
+from .envoy import EnvoyProcess
 from .ports import free_port
 from .process import ManagedProcess, wait_until
 
@@ -103,6 +105,22 @@ class ControlPlane:
             self.stop()
             raise
         return self
+
+    def start_sidecar(
+        self, workdir: Path, node_id: str, listen: Address, timeout: float = 20.0
+    ) -> EnvoyProcess:
+        """A real Envoy bootstrapped from ``sentinel-xds bootstrap`` against this control
+        plane (admin on a free port), returned once its Redis listener on ``listen`` is up."""
+        admin = Address("127.0.0.1", free_port())
+        envoy = EnvoyProcess.start(
+            workdir, bootstrap_yaml(node_id, [self.xds], admin=admin), admin.port, name=node_id
+        )
+        try:
+            envoy.wait_listener(listen.port, timeout=timeout)
+        except BaseException:
+            envoy.stop()
+            raise
+        return envoy
 
     def ready(self) -> bool:
         try:
