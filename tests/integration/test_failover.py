@@ -8,7 +8,6 @@ told OK about is missing afterwards.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from redis_sentinel_watch import Address
 from tests.integration.conftest import GROUP, Stack, start_stack
+from tests.integration.watchers import EnvoyWatch
 from tests.integration.writer import Writer
 from xds.lab import wait_until
 
@@ -94,21 +94,7 @@ def test_frozen_primary_never_reappears_and_no_acked_write_is_lost(
     finally:
         old_node.resume()
 
-    seen_old = threading.Event()
-    stop_watch = threading.Event()
-
-    def watch_envoy() -> None:
-        while not stop_watch.is_set():
-            try:
-                if old in stack.envoy_hosts():
-                    seen_old.set()
-            except OSError:
-                pass
-            stop_watch.wait(0.05)
-
-    watcher = threading.Thread(target=watch_envoy, daemon=True)
-    watcher.start()
-    try:
+    with EnvoyWatch(stack) as envoy:
         # Sentinel turns the woken old primary into a replica of the new one; wait for its sync
         wait_until(
             lambda: old_node.role() == "slave",
@@ -119,12 +105,9 @@ def test_frozen_primary_never_reappears_and_no_acked_write_is_lost(
         old_node.wait_replica_synced(timeout=30)
         before = len(writer.result.acked)
         wait_until(lambda: writer.acked_since(before) >= 20, 15, what="writes after the rejoin")
-    finally:
-        stop_watch.set()
-        watcher.join()
     result = writer.stop()
 
-    assert not seen_old.is_set(), "Envoy routed to the old primary again after it woke up"
+    assert not envoy.ever_routed_to(old), "Envoy routed to the old primary again after it woke up"
     assert result.connection_lost is None
     assert result.errors, "the write in flight to the frozen primary should have failed"
     final = stack.primary_address()

@@ -13,7 +13,6 @@ asserted: speed targets live in ``bench/failover_kill.py``.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,94 +23,11 @@ import redis
 from redis_sentinel_watch import Address, Credentials, RedisSentinelIO
 from redis_sentinel_watch.auth import Secret
 from tests.integration.conftest import GROUP, Stack, start_stack
+from tests.integration.watchers import EnvoyWatch, FirstTime
 from tests.integration.writer import Writer
 from xds.lab import RedisNode, SentinelNode, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class EnvoyWatch:
-    """Polls Envoy's /clusters every 5 ms in a thread; keeps every distinct host list seen.
-
-    ``on_change`` runs in the watching thread right when a new host list is seen.
-    """
-
-    def __init__(
-        self, stack: Stack, on_change: Callable[[list[Address]], None] | None = None
-    ) -> None:
-        self.stack = stack
-        self.history: list[tuple[float, tuple[Address, ...]]] = []
-        self._on_change = on_change
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> EnvoyWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                hosts = self.stack.envoy_hosts()
-            except (OSError, ValueError):
-                hosts = None
-            if hosts is not None and (not self.history or self.history[-1][1] != tuple(hosts)):
-                self.history.append((time.monotonic(), tuple(hosts)))
-                if self._on_change is not None:
-                    self._on_change(hosts)
-            self._stop.wait(0.005)
-
-    def first_time(self, hosts: list[Address]) -> float | None:
-        for at, seen in self.history:
-            if seen == tuple(hosts):
-                return at
-        return None
-
-    def sequence(self) -> list[tuple[Address, ...]]:
-        return [hosts for _, hosts in self.history]
-
-
-class FirstTime:
-    """Checks ``predicate`` every ``interval`` s in a thread; records when it is first true,
-    then calls ``then`` (in that thread, at once). Errors count as false."""
-
-    def __init__(
-        self,
-        predicate: Callable[[], bool],
-        interval: float,
-        then: Callable[[], None] | None = None,
-    ) -> None:
-        self.at: float | None = None
-        self._predicate = predicate
-        self._interval = interval
-        self._then = then
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> FirstTime:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                done = self._predicate()
-            except (redis.RedisError, OSError):
-                done = False  # Sentinel kills normal clients as it promotes a node
-            if done:
-                self.at = time.monotonic()
-                if self._then is not None:
-                    self._then()
-                return
-            self._stop.wait(self._interval)
 
 
 def says_master(node: RedisNode) -> Callable[[], bool]:
