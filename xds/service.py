@@ -46,9 +46,33 @@ from .snapshot import Snapshot, build_snapshot
 from .timeline import FailoverRecord, Timeline, acked_primaries
 from .tls import server_credentials, transport_warning
 
-__all__ = ["FailoverRecord", "Service"]
+__all__ = ["FailoverRecord", "Service", "build_watcher", "sentinel_io"]
 
 log = structlog.get_logger("xds.service")
+
+
+def sentinel_io(config: Config) -> RedisSentinelIO:
+    """The Sentinel/Redis I/O the config asks for (timeouts, AUTH, TLS)."""
+    return RedisSentinelIO(
+        config.watch.sentinel_timeout_s,
+        sentinel_auth=config.sentinel_auth,
+        redis_auth=config.redis_auth,
+        tls=config.tls,
+    )
+
+
+def build_watcher(config: Config, io: SentinelIO) -> Watcher:
+    """The watcher the config asks for, over ``io``."""
+    return Watcher(
+        io,
+        config.sentinels,
+        [g.name for g in config.groups],
+        poll_interval_s=config.watch.poll_interval_s,
+        role_check=config.watch.role_check,
+        react_on_promotion=config.watch.react_on_promotion,
+        promotion_probe_interval_s=config.watch.promotion_probe_interval_s,
+        fence_pause_ms=config.watch.fence_pause_ms,
+    )
 
 
 class Service:
@@ -56,27 +80,13 @@ class Service:
 
     def __init__(self, config: Config, io: SentinelIO | None = None) -> None:
         self.config = config
-        self.io: SentinelIO = io or RedisSentinelIO(
-            config.watch.sentinel_timeout_s,
-            sentinel_auth=config.sentinel_auth,
-            redis_auth=config.redis_auth,
-            tls=config.tls,
-        )
+        self.io: SentinelIO = io or sentinel_io(config)
         REDACTOR.add(config_secrets(config))  # logs and admin responses never show them
         self.profiles = Profiles(config.groups)
         self.cache = SnapshotCache(self.profiles.of)
         self.metrics = Metrics()
         self.sidecars = Sidecars(self.metrics)
-        self.watcher = Watcher(
-            self.io,
-            config.sentinels,
-            [g.name for g in config.groups],
-            poll_interval_s=config.watch.poll_interval_s,
-            role_check=config.watch.role_check,
-            react_on_promotion=config.watch.react_on_promotion,
-            promotion_probe_interval_s=config.watch.promotion_probe_interval_s,
-            fence_pause_ms=config.watch.fence_pause_ms,
-        )
+        self.watcher = build_watcher(config, self.io)
         self.watcher.subscribe(self._on_topology)
         self.xds = XdsServer(
             self.cache,

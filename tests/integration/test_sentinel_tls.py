@@ -27,13 +27,13 @@ from redis_sentinel_watch import (
     RedisSentinelIO,
     TlsSettings,
     Topology,
-    Watcher,
 )
 from tests.certs import Pair, TestCA
 from tests.integration.conftest import GROUP
 from tests.support import wait_for
-from xds.config import Config, load_config_text
+from xds.config import load_config_text
 from xds.lab import RedisNode, SentinelCluster, SentinelNode, free_port, stop_all
+from xds.service import build_watcher, sentinel_io
 
 pytestmark = pytest.mark.integration
 
@@ -146,30 +146,6 @@ def config_text(sentinels: Sequence[Address], lab: TlsLab) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def io_like_service(config: Config) -> RedisSentinelIO:
-    """The Sentinel I/O exactly as :class:`xds.service.Service` builds it."""
-    return RedisSentinelIO(
-        config.watch.sentinel_timeout_s,
-        sentinel_auth=config.sentinel_auth,
-        redis_auth=config.redis_auth,
-        tls=config.tls,
-    )
-
-
-def watcher_like_service(config: Config, io: RedisSentinelIO) -> Watcher:
-    """The watcher exactly as :class:`xds.service.Service` builds it."""
-    return Watcher(
-        io,
-        config.sentinels,
-        [g.name for g in config.groups],
-        poll_interval_s=config.watch.poll_interval_s,
-        role_check=config.watch.role_check,
-        react_on_promotion=config.watch.react_on_promotion,
-        promotion_probe_interval_s=config.watch.promotion_probe_interval_s,
-        fence_pause_ms=config.watch.fence_pause_ms,
-    )
-
-
 async def test_watcher_follows_tls_sentinels_through_a_failover(tls_lab: TlsLab) -> None:
     """With the config's ``tls:`` settings the watcher reads every Sentinel and asks Redis
     ``ROLE`` over TLS, publishes the real primary, and after ``kill -9`` of the primary
@@ -195,14 +171,14 @@ async def test_watcher_follows_tls_sentinels_through_a_failover(tls_lab: TlsLab)
         await plain.aclose()
         await no_cert.aclose()
 
-    io = io_like_service(config)
+    io = sentinel_io(config)
     view = await io.query(sentinel, [GROUP])
     assert view.reachable and view.error is None, view
     assert view.groups[GROUP].primary == primary.address
     assert view.groups[GROUP].replicas == (replica.address,)
     assert await io.role(primary.address) == "master"
 
-    watcher = watcher_like_service(config, io)
+    watcher = build_watcher(config, io)
     published: list[tuple[Topology, Sequence[PrimaryChange]]] = []
     watcher.subscribe(lambda topology, changes: published.append((topology, changes)))
 
