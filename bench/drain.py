@@ -39,10 +39,10 @@ from typing import Any
 
 from redis_sentinel_watch import Address
 from tests.resp import ConnectionLost, OneConnection, RespError
-from xds.drain import DrainOptions, run_drain, run_undrain
-from xds.drain_plan import Budget
 from xds.lab import SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane
+from xds.ops.drain import DrainOptions, run_drain, run_undrain
+from xds.ops.drain_plan import Budget
 
 GROUP = "mymaster"
 DEFAULT_OUT = Path(__file__).parent / "results" / "drain.json"

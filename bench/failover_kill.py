@@ -53,10 +53,10 @@ import yaml
 
 from redis_sentinel_watch import Address
 from tests.resp import ConnectionLost, OneConnection, RespError
-from xds.bootstrap import bootstrap_yaml
 from xds.lab import EnvoyProcess, RedisNode, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
 from xds.lab.process import install_sigterm_handler
+from xds.resources.bootstrap import bootstrap_yaml
 
 GROUP = "mymaster"
 DEFAULT_OUT = Path(__file__).parent / "results" / "failover_kill.json"

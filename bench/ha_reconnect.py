@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from redis_sentinel_watch import Address
-from xds.bootstrap import bootstrap_yaml
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
 from xds.lab.process import install_sigterm_handler
+from xds.resources.bootstrap import bootstrap_yaml
 
 RESULTS = Path(__file__).parent / "results" / "ha.json"
 NODE = "bench-sidecar"

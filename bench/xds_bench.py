@@ -52,15 +52,15 @@ import structlog
 
 from bench.xds_grpc_floor import serve as floor
 from redis_sentinel_watch import Address
-from xds.bootstrap import bootstrap_yaml
-from xds.cache import SnapshotCache
-from xds.config import parse_config
-from xds.grpc_server import XdsServer
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars, SyncState
+from xds.ads.snapshot import CLUSTER, ENDPOINT
 from xds.lab import EnvoyProcess, find_envoy, free_port, stop_all
-from xds.profiles import Profiles
-from xds.resources import GroupSpec, eds_service_name
-from xds.sidecars import Sidecars, SyncState
-from xds.snapshot import CLUSTER, ENDPOINT
+from xds.resources.bootstrap import bootstrap_yaml
+from xds.resources.profiles import Profiles
+from xds.resources.redis_group import GroupSpec, eds_service_name
+from xds.service.config import parse_config
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "xds.json"
@@ -259,7 +259,7 @@ async def bench_envoys(plane: Plane, port: int, count: int, changes: int) -> dic
 def bench_parse() -> dict[str, Any]:
     from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest  # noqa: PLC0415
 
-    from xds.requests import parse_sotw  # noqa: PLC0415
+    from xds.ads.discovery_request import parse_sotw  # noqa: PLC0415
 
     raw = FIXTURE.read_bytes()
 
@@ -303,7 +303,7 @@ def machine() -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     plane = Plane()
     plane.publish()
-    port = await plane.server.start(Address("127.0.0.1", 0))
+    port = await plane.server.start("127.0.0.1", 0)
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),

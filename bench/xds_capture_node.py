@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 
 from redis_sentinel_watch import Address
-from xds.bootstrap import bootstrap_yaml
 from xds.lab import EnvoyProcess, free_port
+from xds.resources.bootstrap import bootstrap_yaml
 
 DEFAULT_OUT = Path(__file__).parent / "fixtures" / "envoy-first-request.bin"
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from xds.wire import len_field
+from xds.ads.wire import len_field
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"

@@ -64,7 +64,7 @@ SCENARIOS: dict[str, Scenario] = {
 def drain_available() -> bool:
     """True when this checkout's ``sentinel-xds`` has the ``drain`` command."""
     done = subprocess.run(
-        [sys.executable, "-m", "xds.cli", "drain", "--help"],
+        [sys.executable, "-m", "xds.ops.cli", "drain", "--help"],
         capture_output=True,
         text=True,
         check=False,
@@ -129,7 +129,7 @@ def _sentinel_failover(topo: Topology, timeout: float = 15.0) -> float:
 
 def _cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "xds.cli", *args],
+        [sys.executable, "-m", "xds.ops.cli", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -40,7 +40,7 @@ COLUMNS = ("sentinel-xds", "haproxy", "haproxy-tuned", "redis-py-sentinel")
 
 def sidecar_bootstrap(node_id: str, xds: Address, admin: Address) -> str:
     """Run ``sentinel-xds bootstrap`` (the CLI, as an operator would) and return the YAML."""
-    argv = [sys.executable, "-m", "xds.cli", "bootstrap", "--node-id", node_id]
+    argv = [sys.executable, "-m", "xds.ops.cli", "bootstrap", "--node-id", node_id]
     argv += ["--xds", str(xds), "--admin", str(admin)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     if done.returncode != 0:

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from redis_sentinel_watch import Address
-from xds.cache import SnapshotCache
-from xds.grpc_server import XdsServer
-from xds.resources import GroupSpec
-from xds.sidecars import Sidecars
-from xds.snapshot import Snapshot, build_snapshot
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars
+from xds.ads.snapshot import Snapshot
+from xds.resources.redis_group import GroupSpec
+from xds.resources.snapshot import build_snapshot
 
 A = Address("127.0.0.1", 7001)
 B = Address("127.0.0.1", 7002)
@@ -34,6 +35,6 @@ def two_groups(primary: Address, other: Address) -> Snapshot:
 @pytest.fixture
 async def server() -> AsyncIterator[XdsServer]:
     srv = XdsServer(SnapshotCache(), Sidecars())
-    await srv.start(Address("127.0.0.1", 0))
+    await srv.start("127.0.0.1", 0)
     yield srv
     await srv.stop(0)

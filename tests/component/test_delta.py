@@ -14,10 +14,11 @@ import pytest
 from tests.adsclient import DeltaAdsClient
 from tests.component.conftest import A, B, C, snap, two_groups
 from tests.support import wait_for
-from xds.grpc_server import XdsServer
-from xds.resources import eds_service_name
-from xds.sidecars import SyncState
-from xds.snapshot import CLUSTER, ENDPOINT, LISTENER, build_snapshot
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import SyncState
+from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.resources.redis_group import eds_service_name
+from xds.resources.snapshot import build_snapshot
 
 
 @pytest.fixture

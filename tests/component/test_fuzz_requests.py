@@ -31,17 +31,16 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient, DeltaAdsClient
 from tests.component.conftest import A, snap
 from tests.support import wait_for
-from xds.cache import SnapshotCache
-from xds.grpc_server import XdsServer
-from xds.metrics import Metrics
-from xds.requests import parse_delta, parse_sotw
-from xds.sidecars import Sidecars
-from xds.snapshot import CLUSTER, ENDPOINT, LISTENER
-from xds.stream import MAX_RESOURCE_NAMES, MAX_TYPES, TYPE_PREFIX
+from xds.ads.cache import SnapshotCache
+from xds.ads.discovery_request import parse_delta, parse_sotw
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars
+from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.ads.stream import MAX_RESOURCE_NAMES, MAX_TYPES, TYPE_PREFIX
+from xds.service.metrics import Metrics
 
 SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 SOTW, DELTA = SERVICE + "StreamAggregatedResources", SERVICE + "DeltaAggregatedResources"
@@ -172,7 +171,7 @@ def conversation(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 @pytest.fixture
 async def server() -> AsyncIterator[XdsServer]:
     srv = XdsServer(SnapshotCache(), Sidecars(), max_streams=50)
-    await srv.start(Address("127.0.0.1", 0))
+    await srv.start("127.0.0.1", 0)
     srv.cache.set(snap(A))
     yield srv
     await srv.stop(0)
@@ -383,7 +382,7 @@ async def test_request_flood_is_delayed_logged_once_and_counted() -> None:
     metrics = Metrics()
     rate = 20.0
     srv = XdsServer(SnapshotCache(), Sidecars(metrics), max_requests_per_second=rate)
-    await srv.start(Address("127.0.0.1", 0))
+    await srv.start("127.0.0.1", 0)
     srv.cache.set(snap(A))
     flood = DeltaAdsClient(f"127.0.0.1:{srv.port}")
     calm = AdsClient(f"127.0.0.1:{srv.port}")
@@ -417,7 +416,7 @@ async def test_stream_cap_is_counted_in_metrics() -> None:
     """A stream refused by xds.max_streams shows in sentinel_xds_streams_refused_total."""
     metrics = Metrics()
     srv = XdsServer(SnapshotCache(), Sidecars(metrics), max_streams=1)
-    await srv.start(Address("127.0.0.1", 0))
+    await srv.start("127.0.0.1", 0)
     srv.cache.set(snap(A))
     one = AdsClient(f"127.0.0.1:{srv.port}")
     two: AdsClient | None = None

@@ -8,14 +8,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient, DeltaAdsClient
 from tests.component.conftest import A, snap
 from tests.support import wait_for
-from xds.cache import SnapshotCache
-from xds.grpc_server import XdsServer
-from xds.sidecars import Sidecars
-from xds.snapshot import CLUSTER
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars
+from xds.ads.snapshot import CLUSTER
 
 FIXTURE = Path(__file__).parents[2] / "bench" / "fixtures" / "envoy-first-request.bin"
 
@@ -24,7 +23,7 @@ async def test_stream_cap_refuses_with_resource_exhausted() -> None:
     """Beyond xds.max_streams a new stream is refused with RESOURCE_EXHAUSTED; a slot that
     frees up is usable again."""
     srv = XdsServer(SnapshotCache(), Sidecars(), max_streams=1)
-    await srv.start(Address("127.0.0.1", 0))
+    await srv.start("127.0.0.1", 0)
     srv.cache.set(snap(A))
     # an RPC is admitted when it starts, i.e. when the client object is created
     one = AdsClient(f"127.0.0.1:{srv.port}")
@@ -55,7 +54,7 @@ async def test_stop_ends_streams_with_unavailable_promptly() -> None:
     """Shutdown ends open streams at once with UNAVAILABLE (sidecars reconnect elsewhere),
     rather than leaving them to hang until the grace period runs out."""
     srv = XdsServer(SnapshotCache(), Sidecars())
-    await srv.start(Address("127.0.0.1", 0))
+    await srv.start("127.0.0.1", 0)
     srv.cache.set(snap(A))
     sotw = AdsClient(f"127.0.0.1:{srv.port}")
     delta = DeltaAdsClient(f"127.0.0.1:{srv.port}")

@@ -18,10 +18,10 @@ from envoy_data_plane.google.protobuf import Struct
 from redis_sentinel_watch import Address, FakeSentinelIO
 from tests.adsclient import AdsClient
 from tests.support import wait_for
-from xds.config import parse_config
+from xds.ads.snapshot import CLUSTER, LISTENER
 from xds.lab import free_port
-from xds.service import Service
-from xds.snapshot import CLUSTER, LISTENER
+from xds.service.app import Service
+from xds.service.config import parse_config
 
 SENTINEL = Address("127.0.0.1", 26999)
 PRIMARY = Address("127.0.0.1", 7301)

@@ -15,10 +15,10 @@ from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 
 from tests.adsclient import AdsClient
 from tests.component.conftest import A, B, snap
-from xds.grpc_server import XdsServer
-from xds.resources import eds_service_name
-from xds.sidecars import SyncState
-from xds.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import SyncState
+from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.resources.redis_group import eds_service_name
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient
 from tests.integration.conftest import GROUP
 from tests.resp import OneConnection, RespError
-from xds.cli import main
+from xds.ads.snapshot import CLUSTER
 from xds.lab import EnvoyProcess, RedisNode, SentinelNode, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
-from xds.snapshot import CLUSTER
+from xds.ops.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ from redis_sentinel_watch import Address
 from tests.integration.conftest import GROUP, Stack, start_stack
 from tests.integration.writer import Writer
 from tests.resp import OneConnection
-from xds.adminclient import AdminClient
-from xds.cli import main
-from xds.drain import DrainOptions, DrainResult, run_drain
-from xds.drain_plan import Budget
 from xds.lab import RedisNode, wait_until
+from xds.ops.admin_client import AdminClient
+from xds.ops.cli import main
+from xds.ops.drain import DrainOptions, DrainResult, run_drain
+from xds.ops.drain_plan import Budget
 
 pytestmark = pytest.mark.integration
 

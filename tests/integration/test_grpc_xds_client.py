@@ -24,13 +24,13 @@ import pytest
 
 from redis_sentinel_watch import Address
 from tests.support import wait_for
-from xds.cache import SnapshotCache
-from xds.config import parse_config
-from xds.grpc_server import XdsServer
-from xds.profiles import Profiles
-from xds.resources import GroupSpec
-from xds.sidecars import Sidecars, SyncState
-from xds.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars, SyncState
+from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.resources.profiles import Profiles
+from xds.resources.redis_group import GroupSpec
+from xds.service.config import parse_config
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ async def test_grpc_xds_client_acks_everything_and_reaches_endpoint(
     specs = [GroupSpec("mymaster", Address("127.0.0.1", 6390), Address("127.0.0.1", backend))]
     cache.publish(tuple(specs), lambda p: profiles.snapshot(p, specs))  # type: ignore[arg-type]
     server = XdsServer(cache, Sidecars())
-    port = await server.start(Address("127.0.0.1", 0))
+    port = await server.start("127.0.0.1", 0)
     bootstrap = tmp_path / "grpc-bootstrap.json"
     bootstrap.write_text(
         json.dumps(

@@ -20,9 +20,9 @@ from redis_sentinel_watch import Address
 from tests.integration.conftest import GROUP
 from tests.integration.writer import Writer
 from tests.resp import OneConnection
-from xds.bootstrap import bootstrap_yaml
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
+from xds.resources.bootstrap import bootstrap_yaml
 
 pytestmark = pytest.mark.integration
 

@@ -300,7 +300,7 @@ class Scenario:
     def drain_primary(self) -> None:
         """(b) ``sentinel-xds drain`` the primary B: a planned switchover back to A."""
         self.mark("drain")
-        argv = [sys.executable, "-m", "xds.cli", "drain", GROUP, str(self.b.address)]
+        argv = [sys.executable, "-m", "xds.ops.cli", "drain", GROUP, str(self.b.address)]
         argv += ["--config", str(self.stack.control_plane.config_path)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         self.drain_output = done.stdout + done.stderr

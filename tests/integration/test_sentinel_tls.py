@@ -5,7 +5,7 @@ three TLS-only Sentinels that talk to Redis and to each other over TLS, all with
 certificates from a CA the test makes, and ``tls-auth-clients yes`` so every
 client must present a certificate. The control plane's own :class:`Watcher` and
 :class:`RedisSentinelIO` run in-process, built exactly as ``xds/service.py``
-builds them from a :class:`~xds.config.Config` parsed from YAML text, so the
+builds them from a :class:`~xds.service.config.Config` parsed from YAML text, so the
 path under test is config ``tls:`` → :class:`TlsSettings` → redis-py SSL
 options → a real TLS handshake with the client certificate.
 """
@@ -31,9 +31,9 @@ from redis_sentinel_watch import (
 from tests.certs import Pair, TestCA
 from tests.integration.conftest import GROUP
 from tests.support import wait_for
-from xds.config import load_config_text
 from xds.lab import RedisNode, SentinelCluster, SentinelNode, free_port, stop_all
-from xds.service import build_watcher, sentinel_io
+from xds.service.app import build_watcher, sentinel_io
+from xds.service.config import load_config_text
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient
 from tests.support import wait_for
-from xds.adminclient import AdminClient
-from xds.bootstrap import bootstrap_yaml
-from xds.cli import main
+from xds.ads.snapshot import CLUSTER
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, wait_until
 from xds.lab.controlplane import ControlPlane
 from xds.lab.envoy import _opener
-from xds.snapshot import CLUSTER
+from xds.ops.admin_client import AdminClient
+from xds.ops.cli import main
+from xds.resources.bootstrap import bootstrap_yaml
 
 pytestmark = pytest.mark.integration
 

@@ -28,17 +28,17 @@ from tests.certs import SERVER_NAME, Pair, TestCA
 from tests.component.conftest import A, snap
 from tests.integration.conftest import GROUP
 from tests.resp import OneConnection
-from xds.admin import AdminServer
-from xds.bootstrap import XdsClientTls, bootstrap_dict, bootstrap_yaml
-from xds.cache import SnapshotCache
-from xds.cli import main
-from xds.config import ConfigError, load_config_text
-from xds.grpc_server import XdsServer
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars
+from xds.ads.snapshot import CLUSTER
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
-from xds.sidecars import Sidecars
-from xds.snapshot import CLUSTER
-from xds.tls import ServerTls, server_credentials, transport_warning
+from xds.ops.cli import main
+from xds.resources.bootstrap import XdsClientTls, bootstrap_dict, bootstrap_yaml
+from xds.service.admin_http import AdminServer
+from xds.service.config import ConfigError, load_config_text
+from xds.service.tls import ServerTls, server_credentials, transport_warning
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 NODE = "sidecar-mtls"
@@ -200,7 +200,7 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[XdsServer, Certs]]:
     certs = make_certs(tmp_path)
     tls = ServerTls(str(certs.server.cert), str(certs.server.key), str(certs.ca.cert_file), True)
     srv = XdsServer(SnapshotCache(), Sidecars())
-    await srv.start(Address("127.0.0.1", 0), server_credentials(tls))
+    await srv.start("127.0.0.1", 0, server_credentials(tls))
     srv.cache.set(snap(A))
     yield srv, certs
     await srv.stop(0)
@@ -236,7 +236,8 @@ async def test_server_tls_without_client_certificates_still_refuses_plaintext(
     certs = make_certs(tmp_path)
     srv = XdsServer(SnapshotCache(), Sidecars())
     await srv.start(
-        Address("127.0.0.1", 0),
+        "127.0.0.1",
+        0,
         server_credentials(ServerTls(str(certs.server.cert), str(certs.server.key))),
     )
     srv.cache.set(snap(A))

@@ -18,15 +18,15 @@ from typing import Any, TypeVar
 import pytest
 
 from redis_sentinel_watch import Address
-from xds.bootstrap import AdsMode, bootstrap_yaml
-from xds.cache import SnapshotCache
-from xds.config import Config, parse_config
-from xds.grpc_server import XdsServer
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecar, Sidecars, SyncState
+from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
 from xds.lab import EnvoyProcess, free_port, wait_until
-from xds.profiles import Profiles
-from xds.resources import GroupSpec
-from xds.sidecars import Sidecar, Sidecars, SyncState
-from xds.snapshot import CLUSTER, ENDPOINT, LISTENER
+from xds.resources.bootstrap import AdsMode, bootstrap_yaml
+from xds.resources.profiles import Profiles
+from xds.resources.redis_group import GroupSpec
+from xds.service.config import Config, parse_config
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ async def until(predicate: Callable[[], T | None], what: str, timeout: float = 1
 
 
 async def serve(cp: ControlPlane, started: list[Any]) -> int:
-    port = await cp.server.start(Address("127.0.0.1", 0))
+    port = await cp.server.start("127.0.0.1", 0)
     started.append(cp.server)
     return port
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from redis_sentinel_watch import Address
-from xds.cache import SnapshotCache
-from xds.resources import GroupSpec
-from xds.snapshot import Snapshot, build_snapshot
+from xds.ads.cache import SnapshotCache
+from xds.ads.snapshot import Snapshot
+from xds.resources.redis_group import GroupSpec
+from xds.resources.snapshot import build_snapshot
 
 LISTEN = Address("127.0.0.1", 6379)
 GOOD = build_snapshot([GroupSpec("g", LISTEN, Address("127.0.0.1", 7001))])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xds.cli import main
+from xds.ops.cli import main
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from redis_sentinel_watch import Address
-from xds.cli import main
-from xds.client_config import (
+from xds.ops.cli import main
+from xds.ops.registry_check import (
     ClientConfigError,
     SidecarListener,
     check_registry_config,
     listeners_from_config,
 )
-from xds.config import load_config
+from xds.service.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDECAR = [SidecarListener("mymaster", Address("127.0.0.1", 6379))]
@@ -287,7 +287,7 @@ def test_cli_bootstrap_listen_override_is_the_sidecar_listener(
 ) -> None:
     """Two sidecars on one host: the second's bootstrap moves its listener (--listen), and
     its registry is checked against that, not against the group's listen."""
-    from xds.bootstrap import bootstrap_yaml
+    from xds.resources.bootstrap import bootstrap_yaml
 
     control = ROOT / "envoy" / "sentinel-xds.yaml"
     boot = tmp_path / "sidecar-2.yaml"
@@ -313,7 +313,7 @@ def test_cli_bootstrap_needs_config_and_known_groups(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--bootstrap needs --config, and its --listen groups must exist."""
-    from xds.bootstrap import bootstrap_yaml
+    from xds.resources.bootstrap import bootstrap_yaml
 
     path = write(tmp_path, "config.yml", registry())
     boot = tmp_path / "boot.yaml"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from redis_sentinel_watch.model import Address
-from xds.config import (
+from xds.service.config import (
     Config,
     ConfigError,
     GroupConfig,

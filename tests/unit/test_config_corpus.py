@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xds.cli import main
+from xds.ops.cli import main
 
 CORPUS = Path(__file__).parent / "config_corpus"
 PREFIX = "sentinel-xds: config error: "

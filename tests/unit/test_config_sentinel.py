@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from redis_sentinel_watch import Credentials, Secret, TlsSettings
-from xds.config import Config, ConfigError, load_config_text
+from xds.service.config import Config, ConfigError, load_config_text
 
 BASE = """
 sentinels: ["127.0.0.1:26379"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redis_sentinel_watch import Address
-from xds.drain_plan import (
+from xds.ops.drain_plan import (
     Action,
     Budget,
     DrainRefusedError,
@@ -204,7 +204,7 @@ def test_undrain_needs_no_majority_but_a_member() -> None:
 def test_pause_limit_stays_below_sentinel_down_after() -> None:
     """A write pause also holds Sentinel's PING behind its hello PUBLISH, so the drain
     caps the pause at 80% of the smallest down-after-milliseconds any Sentinel uses."""
-    from xds.drain_plan import SentinelAnswer, safe_pause_ms
+    from xds.ops.drain_plan import SentinelAnswer, safe_pause_ms
 
     s1, s2 = Address("127.0.0.1", 26379), Address("127.0.0.1", 26380)
     answers = [

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from redis_sentinel_watch import Address
-from xds.bootstrap import bootstrap_dict
-from xds.config import ConfigError, SidecarSelector, parse_config
-from xds.profiles import Profile, Profiles
-from xds.requests import NodeInfo
-from xds.resources import GroupSpec
-from xds.snapshot import CLUSTER, LISTENER
+from xds.ads.discovery_request import NodeInfo
+from xds.ads.snapshot import CLUSTER, LISTENER
+from xds.resources.bootstrap import bootstrap_dict
+from xds.resources.profiles import Profile, Profiles, SidecarSelector
+from xds.resources.redis_group import GroupSpec
+from xds.service.config import ConfigError, parse_config
 
 BASE: dict[str, Any] = {
     "sentinels": ["127.0.0.1:26379"],

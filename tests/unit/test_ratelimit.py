@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xds.ratelimit import MIN_BURST, TokenBucket
+from xds.ads.ratelimit import MIN_BURST, TokenBucket
 
 
 def test_burst_passes_then_requests_wait_exactly_one_interval_each() -> None:
@@ -60,7 +60,7 @@ def test_rate_must_be_positive() -> None:
 def test_config_rate_default_and_explicit() -> None:
     """xds.max_requests_per_second defaults to 100 per stream and accepts any positive
     number (the corpus covers the refusals)."""
-    from xds.config import load_config_text
+    from xds.service.config import load_config_text
 
     base = 'sentinels: ["127.0.0.1:26379"]\ngroups: {g: {listen: "127.0.0.1:6379"}}\n'
     default = load_config_text(base + 'xds: {listen: "127.0.0.1:18000"}\n')

@@ -8,16 +8,21 @@ from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import Red
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryResponse
 
 from redis_sentinel_watch import Address
-from xds.resources import GroupSpec, build_cluster, build_listener, build_load_assignment
-from xds.snapshot import (
+from xds.ads.snapshot import (
     CLUSTER,
     ENDPOINT,
     LISTENER,
     InconsistentSnapshotError,
     Snapshot,
-    build_snapshot,
 )
-from xds.wire import sotw_body, sotw_response_bytes, varint
+from xds.ads.wire import sotw_body, sotw_response_bytes, varint
+from xds.resources.redis_group import (
+    GroupSpec,
+    build_cluster,
+    build_listener,
+    build_load_assignment,
+)
+from xds.resources.snapshot import build_snapshot, snapshot_of
 
 A = Address("127.0.0.1", 7001)
 B = Address("127.0.0.1", 7002)
@@ -76,7 +81,7 @@ def test_inconsistent_snapshot_rejected() -> None:
     with pytest.raises(InconsistentSnapshotError, match="needs ClusterLoadAssignment"):
         Snapshot.of([], [build_cluster(spec())], []).consistent()
     with pytest.raises(InconsistentSnapshotError, match="missing cluster"):
-        Snapshot.of([build_listener(spec())], [], []).consistent()
+        snapshot_of([build_listener(spec())], [], []).consistent()
 
 
 def test_framed_response_parses_back() -> None:

@@ -27,13 +27,14 @@ from hypothesis import strategies as st
 
 from redis_sentinel_watch import Address
 from redis_sentinel_watch.auth import Credentials, Secret
-from xds.admin import AdminServer
-from xds.config import ConfigError, load_config_text
-from xds.logs import configure_logging
-from xds.profiles import Profile, Profiles
-from xds.resources import GroupSpec, build_cluster, build_listener
-from xds.secrets import REDACTED, REDACTOR, Redactor, config_secrets
-from xds.snapshot import CLUSTER, LISTENER, build_snapshot
+from xds.ads.snapshot import CLUSTER, LISTENER
+from xds.resources.profiles import Profile, Profiles
+from xds.resources.redis_group import GroupSpec, build_cluster, build_listener
+from xds.resources.snapshot import build_snapshot
+from xds.service.admin_http import AdminServer
+from xds.service.config import ConfigError, load_config_text
+from xds.service.logs import configure_logging
+from xds.service.secrets import REDACTED, REDACTOR, Redactor, config_secrets
 
 PRIMARY = Address("127.0.0.1", 7001)
 LISTEN = Address("127.0.0.1", 6379)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from xds.status_view import (
+from xds.ops.status_view import (
     EXIT_OK,
     EXIT_PROBLEMS,
     problems,

@@ -15,10 +15,11 @@ from envoy_data_plane.google.protobuf import Struct
 from envoy_data_plane.google.rpc import Status
 
 from redis_sentinel_watch import Address
-from xds.requests import parse_delta, parse_sotw
-from xds.resources import GroupSpec
-from xds.snapshot import CLUSTER, build_snapshot
-from xds.wire import delta_response_bytes, sotw_body, sotw_response_bytes, varint
+from xds.ads.discovery_request import parse_delta, parse_sotw
+from xds.ads.snapshot import CLUSTER
+from xds.ads.wire import delta_response_bytes, sotw_body, sotw_response_bytes, varint
+from xds.resources.redis_group import GroupSpec
+from xds.resources.snapshot import build_snapshot
 
 SNAP = build_snapshot([GroupSpec("g", Address("127.0.0.1", 6390), Address("127.0.0.1", 7001))])
 

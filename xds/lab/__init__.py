@@ -5,16 +5,16 @@ polling with deadlines, and guarantees the processes are stopped (context
 managers, idempotent ``stop()``, and an :mod:`atexit` :func:`stop_all`).
 """
 
-from .envoy import EnvoyNotFoundError, EnvoyProcess, find_envoy
-from .ports import free_port
-from .process import (
+from xds.lab.envoy import EnvoyNotFoundError, EnvoyProcess, find_envoy
+from xds.lab.ports import free_port
+from xds.lab.process import (
     ManagedProcess,
     install_sigterm_handler,
     live_processes,
     stop_all,
     wait_until,
 )
-from .redis import LabStartError, RedisNode, SentinelCluster, SentinelNode
+from xds.lab.redis import LabStartError, RedisNode, SentinelCluster, SentinelNode
 
 __all__ = [
     "EnvoyNotFoundError",

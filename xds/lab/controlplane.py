@@ -18,11 +18,10 @@ from typing import Any
 import yaml
 
 from redis_sentinel_watch import Address
-
-from ..bootstrap import bootstrap_yaml
-from .envoy import EnvoyProcess
-from .ports import free_port
-from .process import ManagedProcess, wait_until
+from xds.lab.envoy import EnvoyProcess
+from xds.lab.ports import free_port
+from xds.lab.process import ManagedProcess, wait_until
+from xds.resources.bootstrap import bootstrap_yaml
 
 __all__ = ["ControlPlane", "config_yaml"]
 
@@ -91,7 +90,7 @@ class ControlPlane:
 
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> ControlPlane:
         """Start the process and (by default) wait until ``/readyz`` says ready."""
-        argv = [sys.executable, "-m", "xds.cli", "serve", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "xds.ops.cli", "serve", "--config", str(self.config_path)]
         self.process = ManagedProcess(argv, self.directory, name=self.name)
         try:
             if wait_ready:

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_sentinel_watch.model import Address
-
-from .process import ManagedProcess, tail_file, wait_until
+from xds.lab.process import ManagedProcess, tail_file, wait_until
 
 __all__ = ["EnvoyNotFoundError", "EnvoyProcess", "find_envoy"]
 

@@ -25,9 +25,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_sentinel_watch.model import Address
-
-from .ports import free_port
-from .process import ManagedProcess, wait_until
+from xds.lab.ports import free_port
+from xds.lab.process import ManagedProcess, wait_until
 
 __all__ = [
     "LabStartError",

@@ -25,9 +25,8 @@ from typing import Any
 import yaml
 
 from redis_sentinel_watch.model import Address
-
-from .ports import free_port
-from .process import ManagedProcess, wait_until
+from xds.lab.ports import free_port
+from xds.lab.process import ManagedProcess, wait_until
 
 __all__ = [
     "RegistryNotFoundError",

@@ -3,7 +3,7 @@
 Protocol rules followed (xDS protocol document, "ACK/NACK and versioning",
 "Resource updates", "When to send an update"):
 
-* the node is taken from the first request only (:mod:`xds.stream`);
+* the node is taken from the first request only (:mod:`xds.ads.stream`);
 * every response carries a fresh nonce; a request whose ``response_nonce`` is
   not the last nonce we sent *for that type* is stale and ignored entirely, so
   a request racing a newer response can neither ACK nor NACK it nor change the
@@ -23,7 +23,7 @@ Protocol rules followed (xDS protocol document, "ACK/NACK and versioning",
 * on a change, types go out in make-before-break order: CDS, EDS, then LDS.
 
 Resources come pre-serialized from the snapshot, so per stream we only frame
-and send bytes (see :mod:`xds.wire`).
+and send bytes (see :mod:`xds.ads.wire`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .requests import SotwRequest
-from .sidecars import TypeState
-from .snapshot import FULL_STATE_TYPES, PUSH_ORDER, TypeResources
-from .stream import AdsStream, short_type
-from .wire import sotw_response_bytes
+from xds.ads.discovery_request import SotwRequest
+from xds.ads.sidecars import TypeState
+from xds.ads.snapshot import FULL_STATE_TYPES, PUSH_ORDER, TypeResources
+from xds.ads.stream import AdsStream, short_type
+from xds.ads.wire import sotw_response_bytes
 
 __all__ = ["SotwStream"]
 

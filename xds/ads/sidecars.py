@@ -110,7 +110,7 @@ class XdsObserver(Protocol):
     """Told about every push, ACK and NACK (metrics); the protocol layer calls it.
 
     An interface rather than a metrics import keeps the protocol layer free of
-    any monitoring library; :class:`xds.metrics.Metrics` implements it.
+    any monitoring library; :class:`xds.service.metrics.Metrics` implements it.
     """
 
     def pushed(self, type_url: str) -> None: ...

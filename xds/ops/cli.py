@@ -12,9 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from redis_sentinel_watch import Address, AddressError
-
-from .config import ConfigError, load_config
-from .ops_cli import OPS_COMMANDS, add_ops_commands, run_ops_command
+from xds.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops_command
+from xds.service.config import ConfigError, load_config
 
 __all__ = ["main"]
 
@@ -155,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bootstrap":
             return _bootstrap(args)
         if args.command == "demo":
-            from .demo import run_demo  # noqa: PLC0415 - pulls in the lab only when asked
+            from xds.lab.demo import run_demo  # noqa: PLC0415 - pulls in the lab only when asked
 
             return run_demo(keep_running=args.keep_running)
     except ConfigError as exc:
@@ -167,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(path: str, log_format: str | None) -> int:
-    from .logs import configure_logging  # noqa: PLC0415
-    from .service import Service  # noqa: PLC0415
+    from xds.service.app import Service  # noqa: PLC0415
+    from xds.service.logs import configure_logging  # noqa: PLC0415
 
     config = load_config(path)
     fmt = log_format or config.log.format
@@ -206,7 +205,7 @@ def _check(path: str) -> int:
 
 
 def _check_client(path: str, config_path: str | None, bootstrap_path: str | None) -> int:
-    from .client_config import (  # noqa: PLC0415
+    from xds.ops.registry_check import (  # noqa: PLC0415
         ClientConfigError,
         bootstrap_listen_overrides,
         check_registry_config,
@@ -244,7 +243,7 @@ def _check_client(path: str, config_path: str | None, bootstrap_path: str | None
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from .bootstrap import XdsClientTls, bootstrap_yaml  # noqa: PLC0415
+    from xds.resources.bootstrap import XdsClientTls, bootstrap_yaml  # noqa: PLC0415
 
     listen: dict[str, Address] = {}
     for group, addr in args.listen:

@@ -11,7 +11,7 @@ event carrying that record; the stages before it are their own events
 
 "Has a sidecar ACKed the new primary?" is answered from what it ACKed, not
 from snapshot versions: the ClusterLoadAssignment names we sent it embed the
-primary (``redis/<group>/<host:port>``, see :mod:`xds.resources`), so a
+primary (``redis/<group>/<host:port>``, see :mod:`xds.resources.redis_group`), so a
 sidecar whose Cluster and endpoints are both ACKed and whose endpoint names
 say the new primary routes there. That stays true whichever snapshot (or
 profile) each sidecar is served, and it skips sidecars that do not receive
@@ -29,10 +29,9 @@ from typing import Any, Protocol
 import structlog
 
 from redis_sentinel_watch import Address, PrimaryChange
-
-from .resources import NO_PRIMARY
-from .sidecars import Sidecar, Sidecars, SyncState
-from .snapshot import CLUSTER, ENDPOINT
+from xds.ads.sidecars import Sidecar, Sidecars, SyncState
+from xds.ads.snapshot import CLUSTER, ENDPOINT
+from xds.resources.redis_group import NO_PRIMARY
 
 __all__ = [
     "DrainNotices",

@@ -1,6 +1,6 @@
 """Delta (incremental) ADS: ``DeltaAggregatedResources``, chosen by the sidecar's bootstrap.
 
-Where it differs from State of the World (:mod:`xds.sotw`), following the xDS
+Where it differs from State of the World (:mod:`xds.ads.sotw`), following the xDS
 protocol document ("Incremental xDS"):
 
 * subscriptions are changes (``resource_names_subscribe`` /
@@ -36,10 +36,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .requests import DeltaRequest
-from .snapshot import FULL_STATE_TYPES, PUSH_ORDER
-from .stream import MAX_RESOURCE_NAMES, AdsStream, ProtocolError, short_type
-from .wire import delta_response_bytes
+from xds.ads.discovery_request import DeltaRequest
+from xds.ads.snapshot import FULL_STATE_TYPES, PUSH_ORDER
+from xds.ads.stream import MAX_RESOURCE_NAMES, AdsStream, ProtocolError, short_type
+from xds.ads.wire import delta_response_bytes
 
 __all__ = ["DeltaStream"]
 

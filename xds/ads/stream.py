@@ -23,7 +23,7 @@ and protocol violations (a non-``type.googleapis.com/`` type URL, more than
 :data:`MAX_RESOURCE_NAMES` names, more than :data:`MAX_TYPES` resource types)
 end the stream with INVALID_ARGUMENT; a bug of ours ends it with INTERNAL and
 a logged traceback. With a rate (``xds.max_requests_per_second``) requests
-beyond it are delayed, not dropped (:mod:`xds.ratelimit`).
+beyond it are delayed, not dropped (:mod:`xds.ads.ratelimit`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from typing import Any, Generic, TypeVar
 import grpc
 import structlog
 
-from .cache import SnapshotCache
-from .node import describe_node
-from .ratelimit import TokenBucket
-from .requests import DeltaRequest, NodeInfo, SotwRequest
-from .sidecars import Sidecar, Sidecars, TypeState
-from .snapshot import Snapshot
+from xds.ads.cache import SnapshotCache
+from xds.ads.discovery_request import DeltaRequest, NodeInfo, SotwRequest
+from xds.ads.node import describe_node
+from xds.ads.ratelimit import TokenBucket
+from xds.ads.sidecars import Sidecar, Sidecars, TypeState
+from xds.ads.snapshot import Snapshot
 
 __all__ = ["TYPE_PREFIX", "AdsStream", "ProtocolError", "short_type"]
 

@@ -1,6 +1,6 @@
 """What ``sentinel-xds drain`` / ``undrain`` will do, decided from facts alone (pure).
 
-The drain talks to Sentinels, Redis nodes and control planes (:mod:`xds.drain`);
+The drain talks to Sentinels, Redis nodes and control planes (:mod:`xds.ops.drain`);
 every decision about *whether* and *what* is taken here, from plain values
 gathered first, so refusals and plans can be unit-tested without a server and
 ``--dry-run`` shows exactly the plan a real run would follow.

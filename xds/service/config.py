@@ -70,8 +70,8 @@ import yaml.reader
 
 from redis_sentinel_watch.auth import Credentials, Secret, TlsSettings
 from redis_sentinel_watch.model import Address, AddressError
-
-from .tls import ServerTls, check_server_tls
+from xds.resources.profiles import SidecarSelector
+from xds.service.tls import ServerTls, check_server_tls
 
 __all__ = [
     "Config",
@@ -134,15 +134,6 @@ class ConfigError(Exception):
         if not self.field:
             return self.message
         return f"{self.field}: {self.message}"
-
-
-@dataclass(frozen=True)
-class SidecarSelector:
-    """Which sidecars receive a group: node cluster in ``clusters`` (if given) and every
-    ``metadata`` key equal (as text) to the node's top-level metadata value (if given)."""
-
-    clusters: tuple[str, ...] = ()
-    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

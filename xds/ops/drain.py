@@ -44,9 +44,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_sentinel_watch import Address
-
-from .adminclient import AdminClient, AdminError
-from .drain_plan import (
+from xds.ops.admin_client import AdminClient, AdminError
+from xds.ops.drain_plan import (
     DEFAULT_PRIORITY,
     Action,
     Budget,

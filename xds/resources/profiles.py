@@ -13,7 +13,7 @@ another's:
 * whether it is gRPC's own xDS client, which also needs API listeners.
 
 Profiles are values, so every node with the same profile shares one snapshot
-(built once per topology version by :class:`xds.cache.SnapshotCache`). The
+(built once per topology version by :class:`xds.ads.cache.SnapshotCache`). The
 plain profile (every group, no override, not gRPC) is ``None``, the cache's
 default, so ``cache.current()`` is what an ordinary sidecar gets.
 """
@@ -22,24 +22,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from redis_sentinel_watch import Address, AddressError
+from xds.ads.discovery_request import NodeInfo
+from xds.ads.node import is_grpc_client
+from xds.ads.snapshot import Snapshot
+from xds.resources.redis_group import GroupSpec
+from xds.resources.snapshot import build_snapshot
 
-from .config import GroupConfig, SidecarSelector
-from .node import is_grpc_client
-from .requests import NodeInfo
-from .resources import GroupSpec
-from .snapshot import Snapshot, build_snapshot
-
-__all__ = ["METADATA_KEY", "Profile", "Profiles"]
+__all__ = ["METADATA_KEY", "Profile", "Profiles", "SidecarSelector", "Targeted"]
 
 log = structlog.get_logger("xds.profiles")
 
 #: top-level node metadata key holding our per-node settings
 METADATA_KEY = "sentinel_xds"
+
+
+@dataclass(frozen=True)
+class SidecarSelector:
+    """Which sidecars receive a group: node cluster in ``clusters`` (if given) and every
+    ``metadata`` key equal (as text) to the node's top-level metadata value (if given)."""
+
+    clusters: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class Targeted(Protocol):
+    """What profiles need of a group's config: its name and which sidecars receive it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sidecars(self) -> SidecarSelector | None: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +88,7 @@ def _matches(selector: SidecarSelector | None, node: NodeInfo | None) -> bool:
 class Profiles:
     """The node → profile rule for one config, and profile → snapshot."""
 
-    def __init__(self, groups: Sequence[GroupConfig]) -> None:
+    def __init__(self, groups: Sequence[Targeted]) -> None:
         self._groups = tuple(groups)
         self._names = tuple(g.name for g in groups)
 

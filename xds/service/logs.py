@@ -15,7 +15,7 @@ from typing import Literal, TextIO
 import structlog
 import structlog.tracebacks
 
-from .secrets import REDACTOR
+from xds.service.secrets import REDACTOR
 
 __all__ = ["configure_logging"]
 

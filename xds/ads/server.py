@@ -1,7 +1,7 @@
 """The gRPC listener: both ADS methods on a grpcio asyncio server.
 
-Responses are pre-framed bytes (see :mod:`xds.wire`), so the response
-serializer is the identity; requests are parsed by :mod:`xds.requests` with
+Responses are pre-framed bytes (see :mod:`xds.ads.wire`), so the response
+serializer is the identity; requests are parsed by :mod:`xds.ads.discovery_request` with
 the protobuf runtime (an Envoy's first request carries a ~60 KB Node).
 
 Four operational limits live here:
@@ -30,14 +30,12 @@ from typing import Any
 import grpc
 import structlog
 
-from redis_sentinel_watch import Address
-
-from .cache import SnapshotCache
-from .delta import DeltaStream
-from .requests import DeltaRequest, SotwRequest, parse_delta, parse_sotw
-from .sidecars import Sidecars
-from .sotw import SotwStream
-from .stream import AdsStream
+from xds.ads.cache import SnapshotCache
+from xds.ads.delta import DeltaStream
+from xds.ads.discovery_request import DeltaRequest, SotwRequest, parse_delta, parse_sotw
+from xds.ads.sidecars import Sidecars
+from xds.ads.sotw import SotwStream
+from xds.ads.stream import AdsStream
 
 __all__ = ["ADS_SERVICE", "DEFAULT_MAX_STREAMS", "XdsServer"]
 
@@ -153,11 +151,11 @@ class XdsServer:
         return True
 
     async def start(
-        self, listen: Address, credentials: grpc.ServerCredentials | None = None
+        self, host: str, port: int, credentials: grpc.ServerCredentials | None = None
     ) -> int:
         """Bind and start serving; returns the bound port (useful with port 0).
 
-        With ``credentials`` (see :mod:`xds.tls`) the port speaks only TLS: a
+        With ``credentials`` (see :mod:`xds.service.tls`) the port speaks only TLS: a
         client that fails the handshake (no certificate, or one the client CA
         did not sign, under mutual TLS) never reaches a stream.
         """
@@ -182,14 +180,13 @@ class XdsServer:
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(ADS_SERVICE, handlers),)
         )
-        host = f"[{listen.host}]" if ":" in listen.host else listen.host
-        target = f"{host}:{listen.port}"
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if credentials is None:
             self.port = server.add_insecure_port(target)
         else:
             self.port = server.add_secure_port(target, credentials)
         if self.port == 0:
-            raise OSError(f"cannot bind xDS listener on {listen}")
+            raise OSError(f"cannot bind xDS listener on {target}")
         await server.start()
         self._server = server
         return self.port

@@ -23,10 +23,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from redis_sentinel_watch import Address
-
-from .lab import SentinelCluster, free_port, install_sigterm_handler, stop_all
-from .lab.controlplane import ControlPlane
-from .lab.process import live_processes, wait_until
+from xds.lab import SentinelCluster, free_port, install_sigterm_handler, stop_all
+from xds.lab.controlplane import ControlPlane
+from xds.lab.process import live_processes, wait_until
 
 __all__ = ["run_demo"]
 

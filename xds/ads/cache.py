@@ -1,6 +1,6 @@
 """The snapshot cache: the one narrow interface between "what to serve" and the protocol.
 
-The protocol layer (:mod:`xds.sotw`, :mod:`xds.delta`) never learns where
+The protocol layer (:mod:`xds.ads.sotw`, :mod:`xds.ads.delta`) never learns where
 snapshots come from. A stream asks :meth:`SnapshotCache.profile_of` which
 *profile* its node has (an opaque, hashable key: which groups it receives and
 where it listens; the service decides), then reads
@@ -23,8 +23,8 @@ from collections.abc import Callable, Hashable
 
 import structlog
 
-from .requests import NodeInfo
-from .snapshot import Snapshot
+from xds.ads.discovery_request import NodeInfo
+from xds.ads.snapshot import Snapshot
 
 __all__ = ["Builder", "ProfileOf", "SnapshotCache"]
 

@@ -1,7 +1,10 @@
 """A snapshot: every resource a sidecar should have, as a plain value that checks itself.
 
-Built once per topology version by :func:`build_snapshot` (pure), checked with
-:meth:`Snapshot.consistent`, then handed to the cache. Versions are content
+Generic over what the resources mean: whoever builds a snapshot (for this
+project :func:`xds.resources.snapshot.build_snapshot`) hands in Listeners,
+Clusters and ClusterLoadAssignments plus the Listener → Cluster references its
+filters make; :meth:`Snapshot.consistent` checks them, then the snapshot goes
+to the cache. Versions are content
 hashes over canonical bytes, so two control-plane replicas — or one restarted
 — hand out the same versions for the same topology and Envoy sees no churn.
 """
@@ -16,11 +19,9 @@ import betterproto2
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
-from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import RedisProxy
 from envoy_data_plane.google.protobuf import Any
 
-from .resources import GroupSpec, build_api_listener, build_group
-from .wire import delta_resource, sotw_body
+from xds.ads.wire import delta_resource, sotw_body
 
 __all__ = [
     "CLUSTER",
@@ -30,7 +31,6 @@ __all__ = [
     "InconsistentSnapshotError",
     "Snapshot",
     "TypeResources",
-    "build_snapshot",
 ]
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -138,6 +138,9 @@ class Snapshot:
     clusters: Mapping[str, Cluster] = field(default_factory=dict)
     endpoints: Mapping[str, ClusterLoadAssignment] = field(default_factory=dict)
     by_type: Mapping[str, TypeResources] = field(default_factory=dict, compare=False)
+    #: listener name → the clusters its filters route to (declared by the builder,
+    #: which knows the filters; the protocol only checks that they exist)
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(
@@ -145,6 +148,7 @@ class Snapshot:
         listeners: Iterable[Listener],
         clusters: Iterable[Cluster],
         endpoints: Iterable[ClusterLoadAssignment],
+        routes: Mapping[str, Iterable[str]] | None = None,
     ) -> Snapshot:
         ls = {m.name: m for m in listeners}
         cs = {m.name: m for m in clusters}
@@ -154,7 +158,8 @@ class Snapshot:
             CLUSTER: TypeResources.of(CLUSTER, cs),
             ENDPOINT: TypeResources.of(ENDPOINT, es),
         }
-        return cls(ls, cs, es, by_type)
+        refs = {name: tuple(targets) for name, targets in (routes or {}).items()}
+        return cls(ls, cs, es, by_type, refs)
 
     def version(self, type_url: str) -> str:
         res = self.by_type.get(type_url)
@@ -167,9 +172,10 @@ class Snapshot:
     def consistent(self) -> None:
         """Raise :class:`InconsistentSnapshotError` if any reference dangles.
 
-        Every EDS cluster needs its ClusterLoadAssignment; every redis_proxy
-        route needs its Cluster. Envoy would otherwise keep the cluster warming
-        or the listener pointing nowhere (go-control-plane #59, #526).
+        Every EDS cluster needs its ClusterLoadAssignment; every route a
+        listener declares needs its Cluster. Envoy would otherwise keep the
+        cluster warming or the listener pointing nowhere (go-control-plane #59,
+        #526).
         """
         for cluster in self.clusters.values():
             eds = cluster.eds_cluster_config
@@ -178,39 +184,13 @@ class Snapshot:
                 raise InconsistentSnapshotError(
                     f"cluster {cluster.name!r} needs ClusterLoadAssignment {service!r}"
                 )
-        for listener in self.listeners.values():
-            for chain in listener.filter_chains:
-                for flt in chain.filters:
-                    if flt.typed_config is None:
-                        continue
-                    proxy = flt.typed_config.unpack()
-                    if not isinstance(proxy, RedisProxy) or proxy.prefix_routes is None:
-                        continue
-                    routes = list(proxy.prefix_routes.routes)
-                    if proxy.prefix_routes.catch_all_route is not None:
-                        routes.append(proxy.prefix_routes.catch_all_route)
-                    for route in routes:
-                        if route.cluster not in self.clusters:
-                            raise InconsistentSnapshotError(
-                                f"listener {listener.name!r} routes to missing cluster "
-                                f"{route.cluster!r}"
-                            )
-
-
-def build_snapshot(specs: Iterable[GroupSpec], *, api_listeners: bool = False) -> Snapshot:
-    """Pure: group specs (config + current primaries) → a consistent snapshot.
-
-    ``api_listeners`` adds, per group, the Listener gRPC's xDS client asks for
-    (see :func:`xds.resources.build_api_listener`).
-    """
-    listeners, clusters, endpoints = [], [], []
-    for spec in specs:
-        listener, cluster, cla = build_group(spec)
-        listeners.append(listener)
-        clusters.append(cluster)
-        endpoints.append(cla)
-        if api_listeners:
-            listeners.append(build_api_listener(spec))
-    snap = Snapshot.of(listeners, clusters, endpoints)
-    snap.consistent()
-    return snap
+        for listener, targets in self.routes.items():
+            if listener not in self.listeners:
+                raise InconsistentSnapshotError(
+                    f"routes declared for missing listener {listener!r}"
+                )
+            for target in targets:
+                if target not in self.clusters:
+                    raise InconsistentSnapshotError(
+                        f"listener {listener!r} routes to missing cluster {target!r}"
+                    )

@@ -39,9 +39,8 @@ from typing import Any
 import yaml
 
 from redis_sentinel_watch.model import Address, AddressError
-
-from .bootstrap import METADATA_KEY
-from .config import Config, GroupConfig
+from xds.resources.bootstrap import METADATA_KEY
+from xds.service.config import Config, GroupConfig
 
 __all__ = [
     "ClientConfigError",

@@ -1,7 +1,7 @@
 """Keeping secret values out of everything the control plane prints.
 
 Secrets are read from the files or environment variables the config names
-(``password_file`` / ``password_env``; see :mod:`xds.config`) into
+(``password_file`` / ``password_env``; see :mod:`xds.service.config`) into
 :class:`~redis_sentinel_watch.auth.Secret`, whose ``repr``/``str`` is
 ``Secret('***')``: that is the first layer, and it covers every value this
 code formats itself.
@@ -30,7 +30,7 @@ from redis_sentinel_watch.auth import Credentials, Secret
 if TYPE_CHECKING:
     from structlog.typing import Processor
 
-    from .config import Config
+    from xds.service.config import Config
 
 __all__ = ["MIN_REDACTED_LENGTH", "REDACTED", "REDACTOR", "Redactor", "Secret", "config_secrets"]
 

@@ -32,19 +32,19 @@ from redis_sentinel_watch import (
     Watcher,
     majority,
 )
-
-from .admin import AdminServer
-from .cache import SnapshotCache
-from .config import Config
-from .grpc_server import XdsServer
-from .metrics import GroupSample, Metrics, SentinelSample, StateSample
-from .profiles import Profile, Profiles
-from .resources import GroupSpec
-from .secrets import REDACTOR, config_secrets
-from .sidecars import Sidecars
-from .snapshot import Snapshot, build_snapshot
-from .timeline import FailoverRecord, Timeline, acked_primaries
-from .tls import server_credentials, transport_warning
+from xds.ads.cache import SnapshotCache
+from xds.ads.server import XdsServer
+from xds.ads.sidecars import Sidecars
+from xds.ads.snapshot import Snapshot
+from xds.resources.profiles import Profile, Profiles
+from xds.resources.redis_group import GroupSpec
+from xds.resources.snapshot import build_snapshot
+from xds.service.admin_http import AdminServer
+from xds.service.config import Config
+from xds.service.metrics import GroupSample, Metrics, SentinelSample, StateSample
+from xds.service.secrets import REDACTOR, config_secrets
+from xds.service.timeline import FailoverRecord, Timeline, acked_primaries
+from xds.service.tls import server_credentials, transport_warning
 
 __all__ = ["FailoverRecord", "Service", "build_watcher", "sentinel_io"]
 
@@ -116,7 +116,9 @@ class Service:
         """Bind both listeners, then start watching."""
         tls = self.config.xds_tls
         xds_port = await self.xds.start(
-            self.config.xds_listen, server_credentials(tls) if tls is not None else None
+            self.config.xds_listen.host,
+            self.config.xds_listen.port,
+            server_credentials(tls) if tls is not None else None,
         )
         warning = transport_warning(
             self.config.xds_listen,

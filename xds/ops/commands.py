@@ -1,6 +1,6 @@
 """The operator and on-call subcommands: ``status``, ``events``, ``drain``, ``undrain``.
 
-Kept apart from :mod:`xds.cli` (which only wires them in) so the control
+Kept apart from :mod:`xds.ops.cli` (which only wires them in) so the control
 plane's own commands and these tools change independently. Where to find
 things: ``--config FILE`` (the control plane's config) supplies the Sentinels
 and the admin address; ``--sentinel`` / ``--admin`` override it; without
@@ -18,9 +18,8 @@ import sys
 from typing import Any
 
 from redis_sentinel_watch import Address, AddressError
-
-from .adminclient import AdminClient, AdminError, admin_url
-from .config import DEFAULT_ADMIN_LISTEN, Config, load_config
+from xds.ops.admin_client import AdminClient, AdminError, admin_url
+from xds.service.config import DEFAULT_ADMIN_LISTEN, Config, load_config
 
 __all__ = ["OPS_COMMANDS", "add_ops_commands", "run_ops_command"]
 
@@ -154,7 +153,7 @@ def run_ops_command(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .status_view import render_status, status_exit_code  # noqa: PLC0415
+    from xds.ops.status_view import render_status, status_exit_code  # noqa: PLC0415
 
     statuses: list[dict[str, Any] | None] = []
     blocks: list[str] = []
@@ -178,7 +177,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from .status_view import render_events  # noqa: PLC0415
+    from xds.ops.status_view import render_events  # noqa: PLC0415
 
     code = 0
     for base in _admins(args, _config(args)):
@@ -197,8 +196,8 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    from .drain import DrainOptions, run_drain, run_undrain  # noqa: PLC0415
-    from .drain_plan import Budget  # noqa: PLC0415
+    from xds.ops.drain import DrainOptions, run_drain, run_undrain  # noqa: PLC0415
+    from xds.ops.drain_plan import Budget  # noqa: PLC0415
 
     config = _config(args)
     sentinels = tuple(args.sentinel or (config.sentinels if config else ()))

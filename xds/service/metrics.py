@@ -2,7 +2,7 @@
 
 Two kinds of metric live here. Counters and the push-to-ACK histogram count
 things as they happen: the protocol layer reports pushes, ACKs and NACKs
-through the :class:`~xds.sidecars.XdsObserver` interface (so it never imports
+through the :class:`~xds.ads.sidecars.XdsObserver` interface (so it never imports
 prometheus), and the failover timeline reports completed failovers. Gauges
 that describe the present (connected sidecars, each group's primary, Sentinel
 reachability) are read at scrape time from a :class:`StateSample` the service
@@ -36,7 +36,7 @@ __all__ = [
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PREFIX = "sentinel_xds"
 
-#: failover triggers, as in ``failover.completed`` (see :mod:`xds.timeline`)
+#: failover triggers, as in ``failover.completed`` (see :mod:`xds.service.timeline`)
 TRIGGERS: tuple[str, ...] = ("sentinel-event", "drain", "reconcile")
 
 #: resource types, short names (label values)
@@ -134,7 +134,7 @@ class _StateCollector(Collector):
 
 
 class Metrics:
-    """The registry and every event metric; implements :class:`~xds.sidecars.XdsObserver`."""
+    """The registry and every event metric; implements :class:`~xds.ads.sidecars.XdsObserver`."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

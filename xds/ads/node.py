@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .requests import NodeInfo
-from .sidecars import Sidecar
+from xds.ads.discovery_request import NodeInfo
+from xds.ads.sidecars import Sidecar
 
 __all__ = ["describe_node", "is_grpc_client"]
 
