@@ -86,6 +86,23 @@ NO_PRIMARY = "no-primary"
 
 
 @dataclass(frozen=True)
+class PasswordFile:
+    """AUTH whose password Envoy reads from a file on the sidecar's own host.
+
+    Only the path travels over xDS (Envoy's DataSource ``filename``), so a client
+    that reads the control plane's resources learns no password. The file comes
+    from wherever the application's own Redis password comes from (docs/deploy.md).
+    """
+
+    path: str
+    username: str | None = None
+
+
+#: how a sidecar learns a password: inline over xDS, or from a file on its host
+SidecarAuth = Credentials | PasswordFile
+
+
+@dataclass(frozen=True)
 class GroupSpec:
     """Everything the builders need for one master group (config plus current primary)."""
 
@@ -94,8 +111,8 @@ class GroupSpec:
     primary: Address | None
     op_timeout_ms: int = 5000
     connect_timeout_ms: int = 1000
-    upstream_auth: Credentials | None = None  # AUTH the sidecar sends to Redis
-    downstream_auth: Credentials | None = None  # AUTH the sidecar requires from clients
+    upstream_auth: SidecarAuth | None = None  # AUTH the sidecar sends to Redis
+    downstream_auth: SidecarAuth | None = None  # AUTH the sidecar requires from clients
 
 
 def cluster_name(group: str) -> str:
@@ -124,6 +141,13 @@ def _inline(value: str) -> DataSource:
     return DataSource(inline_string=value)
 
 
+def _password_source(auth: SidecarAuth) -> DataSource:
+    """Where Envoy finds the password: a path on its own host, or the value inline."""
+    if isinstance(auth, PasswordFile):
+        return DataSource(filename=auth.path)
+    return _inline(auth.password.reveal())
+
+
 def build_cluster(spec: GroupSpec) -> Cluster:
     """An EDS cluster fed over ADS whose identity includes the current primary.
 
@@ -143,7 +167,7 @@ def build_cluster(spec: GroupSpec) -> Cluster:
     )
     auth = spec.upstream_auth
     if auth is not None:
-        options = RedisProtocolOptions(auth_password=_inline(auth.password.reveal()))
+        options = RedisProtocolOptions(auth_password=_password_source(auth))
         if auth.username:
             options.auth_username = _inline(auth.username)
         cluster.typed_extension_protocol_options = {REDIS_PROXY_FILTER: Any.pack(options)}
@@ -189,7 +213,7 @@ def build_listener(spec: GroupSpec) -> Listener:
     )
     auth = spec.downstream_auth
     if auth is not None:  # clients must AUTH at the sidecar (Envoy answers it itself)
-        proxy.downstream_auth_passwords = [_inline(auth.password.reveal())]
+        proxy.downstream_auth_passwords = [_password_source(auth)]
         if auth.username:
             proxy.downstream_auth_username = _inline(auth.username)
     return Listener(
