@@ -77,3 +77,33 @@ def test_bootstrap_lists_every_xds_endpoint(capsys: pytest.CaptureFixture[str]) 
     eps = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     ports = [e["endpoint"]["address"]["socket_address"]["port_value"] for e in eps]
     assert ports == [1, 2]
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--version`` exits 0 and prints the distribution's version (what the .deb installs)."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sentinel-xds {version('sentinel-xds')}"
+
+
+def test_every_command_lists_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each subcommand's ``--help`` ends with an ``exit codes:`` line that names code 0."""
+    from xds.ops.cli import EXIT_CODES
+
+    for command in EXIT_CODES:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "exit codes: 0 " in " ".join(text.split()), command
+
+
+def test_bash_completion_names_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    """``completion bash`` prints a script that completes every subcommand."""
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert "complete " in script
+    for command in ("serve", "check-config", "drain", "undrain", "status", "bootstrap"):
+        assert command in script

@@ -2,6 +2,8 @@
 
 Every user error (bad config, bad argument) is one line on stderr and exit
 code 2, never a traceback; the process exits 1 only for runtime failures.
+Each command's ``--help`` ends with its exit codes (:data:`EXIT_CODES`), so a
+runbook or a puppet ``validate_cmd`` can rely on them without reading code.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from redis_sentinel_watch import Address, AddressError
 from xds.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops_command
@@ -18,6 +21,32 @@ from xds.service.config import ConfigError, load_config
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+
+#: what each command's exit code means, shown at the end of its ``--help``
+EXIT_CODES: dict[str, str] = {
+    "serve": "0 clean shutdown (SIGTERM/SIGINT); 1 runtime failure (cannot bind, the "
+    "Sentinel watch died); 2 bad config or arguments",
+    "check-config": "0 the config is valid; 2 it is not (one line naming the field)",
+    "check-client-config": "0 fine; 1 findings printed; 2 a file cannot be read",
+    "bootstrap": "0 bootstrap written; 2 bad arguments",
+    "demo": "0 the failover was followed; 1 it was not, or a component failed to start; "
+    "130 interrupted",
+    "status": "0 every group healthy and every sidecar synced; 1 a problem shown; "
+    "2 bad input or the admin API cannot be reached",
+    "events": "0 events printed; 2 bad input or the admin API cannot be reached",
+    "drain": "0 drained and every sidecar ACKed; 1 refused or not completed (nothing "
+    "half-applied is left: the reason says what state the node is in); 2 bad input",
+    "undrain": "0 the node is promotable again; 1 refused or failed; 2 bad input",
+    "completion": "0 script printed; 2 unknown shell",
+}
+
+
+def package_version() -> str:
+    """The installed distribution's version (the .deb and the wheel both carry it)."""
+    try:
+        return version("sentinel-xds")
+    except PackageNotFoundError:  # a bare checkout without ``pip install -e``
+        return "0+unknown"
 
 
 def _address(text: str) -> Address:
@@ -39,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="sentinel-xds",
         description="Watch Redis Sentinel and keep Envoy redis_proxy sidecars on the "
         "current primary over xDS.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"sentinel-xds {package_version()}"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -137,7 +169,25 @@ def _parser() -> argparse.ArgumentParser:
         help="after the failover, keep everything running until Ctrl-C",
     )
     add_ops_commands(sub)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script, e.g. "
+        "`sentinel-xds completion bash > /etc/bash_completion.d/sentinel-xds` "
+        "(the Debian package installs it).",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"], help="target shell")
+    for name, choice in sub.choices.items():
+        choice.formatter_class = argparse.RawDescriptionHelpFormatter
+        choice.epilog = f"exit codes: {EXIT_CODES[name]}"
     return parser
+
+
+def completion_script(shell: str) -> str:
+    """A static completion script generated from the parser (no Python runs on TAB)."""
+    import shtab  # noqa: PLC0415 - only this command needs it
+
+    return str(shtab.complete(_parser(), shell=shell))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_client(args.file, args.config, args.bootstrap)
         if args.command == "bootstrap":
             return _bootstrap(args)
+        if args.command == "completion":
+            sys.stdout.write(completion_script(args.shell))
+            return 0
         if args.command == "demo":
             from xds.lab.demo import run_demo  # noqa: PLC0415 - pulls in the lab only when asked
 
