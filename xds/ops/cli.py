@@ -12,11 +12,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from redis_sentinel_watch import Address, AddressError
 from xds.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops_command
 from xds.service.config import ConfigError, load_config
+from xds.service.version import package_version
 
 __all__ = ["main"]
 
@@ -40,13 +40,6 @@ EXIT_CODES: dict[str, str] = {
     "completion": "0 script printed; 2 unknown shell",
 }
 
-
-def package_version() -> str:
-    """The installed distribution's version (the .deb and the wheel both carry it)."""
-    try:
-        return version("sentinel-xds")
-    except PackageNotFoundError:  # a bare checkout without ``pip install -e``
-        return "0+unknown"
 
 
 def _address(text: str) -> Address:
