@@ -51,7 +51,7 @@ from typing import Any
 import redis
 import yaml
 
-from redis_sentinel_watch import Address
+from redis_sentinel_watch import Address, WatchError
 from tests.resp import ConnectionLost, OneConnection, RespError
 from xds.lab import EnvoyProcess, RedisNode, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
@@ -117,7 +117,7 @@ class FirstTime(threading.Thread):
                 if self.predicate():
                     self.at = time.monotonic()
                     return
-            except (redis.RedisError, OSError, ValueError):
+            except (redis.RedisError, WatchError, OSError, ValueError):
                 pass
             self.stopping.wait(self.interval)
 
@@ -201,8 +201,8 @@ class Bench:
             if flags is None or "s_down" in flags or "disconnected" in flags:
                 return None
         assert self.cp is not None
-        group = next(g for g in self.cp.status()["groups"] if g["name"] == GROUP)
-        if group["primary"] != str(primary.address) or group["provisional"]:
+        group = self.cp.status().group(GROUP)
+        if group is None or group.primary != str(primary.address) or group.provisional:
             return None
         if self.envoy_hosts() != [primary.address]:
             return None

@@ -46,17 +46,11 @@ SCENARIOS = ("kill", "kill-with-dead-peer", "freeze")
 
 def _synced(cp: ControlPlane) -> bool:
     try:
-        sidecars = cp.status()["sidecars"]
+        sidecars = cp.status().sidecars
     except OSError:
         return False
-    for sc in sidecars:
-        types = sc["types"]
-        if sc["node_id"] == NODE and all(
-            types.get(t, {}).get("state") == "SYNCED"
-            for t in ("Listener", "Cluster", "ClusterLoadAssignment")
-        ):
-            return True
-    return False
+    types = ("Listener", "Cluster", "ClusterLoadAssignment")
+    return any(sc.node_id == NODE and sc.synced(*types) for sc in sidecars)
 
 
 def _holder(replicas: list[ControlPlane]) -> ControlPlane:

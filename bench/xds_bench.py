@@ -16,7 +16,7 @@ captured Envoy first request (``bench/fixtures``).
 Measured:
 
 * parse: one real Envoy first request, betterproto2 vs the protobuf runtime
-  used on the hot path (``xds/requests.py``);
+  used on the hot path (``xds/ads/discovery_request.py``);
 * per mode (SotW, Delta): the reconnect storm (all streams connect at once
   and get CDS, EDS and LDS: wall time and control-plane CPU seconds), then
   ``--changes`` topology changes, each timed from publish to the moment the
@@ -105,7 +105,10 @@ class Plane:
         )
         self.profiles = Profiles(cfg.groups)
         self.cache = SnapshotCache(self.profiles.of)
-        self.server = XdsServer(self.cache, Sidecars(), max_streams=100_000)
+        # every load-generator stream comes from 127.0.0.1: no per-peer limit here
+        self.server = XdsServer(
+            self.cache, Sidecars(), max_streams=100_000, max_streams_per_peer=None
+        )
         self.gen = 0
 
     def publish(self) -> str:

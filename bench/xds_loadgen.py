@@ -34,13 +34,11 @@ from typing import Any
 
 import grpc
 
+from xds.ads.typeurls import CLUSTER, ENDPOINT, LISTENER
 from xds.ads.wire import len_field
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 EDS_NAME = re.compile(rb"redis/[^/\x00-\x20]+/[0-9.]+:[0-9]+")
 FIXTURE = Path(__file__).parent / "fixtures" / "envoy-first-request.bin"
 

@@ -10,22 +10,34 @@ from typing import TYPE_CHECKING, Any
 
 from .agreement import Promotion, PromotionStatus, decide_group, majority
 from .auth import Credentials, Secret, TlsSettings
-from .errors import ReplyError, UnreachableError, WatchError
-from .fake import FakeSentinelIO
+from .errors import (
+    NoPermissionError,
+    ReplyError,
+    TimedOutError,
+    UnknownGroupError,
+    UnreachableError,
+    WatchError,
+)
+from .fake import FakeNode, FakeSentinelIO
 from .model import Address, AddressError, GroupTopology, GroupView, Health, SentinelView, Topology
-from .replies import SentinelEvent
+from .replies import MasterStatus, ReplicaEntry, ReplicationInfo, SentinelEvent
 
 if TYPE_CHECKING:
+    from .blocking import SingleConnection, SyncClient
+    from .changes import PrimaryChange
     from .io import HostResolver, RedisSentinelIO, SentinelIO
-    from .watcher import PrimaryChange, Watcher
+    from .watcher import Watcher
 
-# The I/O modules load redis-py; they are imported on first use (PEP 562) so that
-# code needing only the values above (the xDS protocol layer) never loads redis.
+# The I/O modules (and the blocking clients) load redis-py; they are imported on
+# first use (PEP 562) so that code needing only the values above (the xDS
+# protocol layer) never loads redis.
 _LAZY = {
+    "SingleConnection": ".blocking",
+    "SyncClient": ".blocking",
     "HostResolver": ".io",
     "RedisSentinelIO": ".io",
     "SentinelIO": ".io",
-    "PrimaryChange": ".watcher",
+    "PrimaryChange": ".changes",
     "Watcher": ".watcher",
 }
 
@@ -41,22 +53,31 @@ __all__ = [
     "Address",
     "AddressError",
     "Credentials",
+    "FakeNode",
     "FakeSentinelIO",
     "GroupTopology",
     "GroupView",
     "Health",
     "HostResolver",
+    "MasterStatus",
+    "NoPermissionError",
     "PrimaryChange",
     "Promotion",
     "PromotionStatus",
     "RedisSentinelIO",
+    "ReplicaEntry",
+    "ReplicationInfo",
     "ReplyError",
     "Secret",
     "SentinelEvent",
     "SentinelIO",
     "SentinelView",
+    "SingleConnection",
+    "SyncClient",
+    "TimedOutError",
     "TlsSettings",
     "Topology",
+    "UnknownGroupError",
     "UnreachableError",
     "WatchError",
     "Watcher",

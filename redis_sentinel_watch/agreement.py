@@ -32,24 +32,33 @@ Sentinels as soon as they settle (a majority at a higher epoch, whatever
 primary they name), when the failover aborts, or when the candidate reports
 ``slave`` again. ``docs/sentinel.md`` explains why this is safe and what risk
 remains.
+
+Dissent (:func:`assess_dissent`): the decision also says which Sentinels see
+the group differently from the majority (another primary, a higher config
+epoch, or TILT). They are outvoted, which is right, but a Sentinel at a
+higher epoch is a rogue or misconfigured one that the next failover may
+listen to, so it is reported once it has disagreed for longer than a
+failover's normal catch-up (:data:`DISSENT_GRACE_S`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from .model import Address, GroupTopology, GroupView, Health, SentinelView
+from .model import Address, Dissent, GroupTopology, GroupView, Health, SentinelView
 from .replies import SentinelEvent
 
 __all__ = [
     "ABORT_EVENTS",
+    "DISSENT_GRACE_S",
     "SELECTION_EVENTS",
     "Promotion",
     "PromotionStatus",
     "Role",
+    "assess_dissent",
     "candidate",
     "candidates_to_verify",
     "decide_group",
@@ -82,6 +91,12 @@ ABORT_EVENTS = frozenset(
         "-failover-abort-master-is-replica",  # SENTINEL FAILOVER ... on a replica (7.x)
     }
 )
+
+
+#: How long a Sentinel may disagree with the majority before it is reported. In every
+#: failover the leader runs ahead of the others for a moment and the others catch up
+#: through hello messages (published every 2 s): a shorter disagreement is normal.
+DISSENT_GRACE_S = 5.0
 
 
 def majority(configured: int) -> int:
@@ -322,6 +337,8 @@ def decide_group(
     *,
     promotion: Promotion | None = None,
     views_round: int = 0,
+    now: float = 0.0,
+    dissent_grace_s: float = DISSENT_GRACE_S,
 ) -> GroupTopology:
     """Decide one group's topology. Pure: same inputs, same answer.
 
@@ -331,7 +348,83 @@ def decide_group(
     ``views_round`` is the poll round that produced ``views``): while it is
     ACTIVE and its candidate reports master, the candidate is published
     provisionally; otherwise the rules in the module docstring apply.
+    ``now`` (``time.monotonic()``) dates the disagreements in ``dissent_seen``;
+    those older than ``dissent_grace_s`` are reported in ``dissent``.
     """
+    decided = _decide(
+        group,
+        views,
+        configured,
+        last,
+        roles,
+        role_check,
+        promotion=promotion,
+        views_round=views_round,
+    )
+    seen = assess_dissent(views, group, configured, last.dissent_seen if last else (), now)
+    reported = tuple(d for d in seen if now - d.since >= dissent_grace_s)
+    return replace(decided, dissent=reported, dissent_seen=seen)
+
+
+def assess_dissent(
+    views: Sequence[SentinelView],
+    group: str,
+    configured: int,
+    previous: Sequence[Dissent],
+    now: float,
+) -> tuple[Dissent, ...]:
+    """Every reachable Sentinel whose view of ``group`` differs from the majority's pair.
+
+    Compared with the majority (primary, epoch) of :func:`candidate`, not with
+    what we publish: the question is "who is outvoted". Without a majority
+    there is nothing to dissent from (the group is degraded and its reason
+    says why), so the answer is empty. A Sentinel that does not answer has no
+    view (it is reported unreachable instead). A disagreement found in
+    ``previous`` unchanged keeps its ``since``; a new one starts at ``now``.
+    """
+    winner, _ = candidate(views, group, configured)
+    if winner is None:
+        return ()
+    since = {d: d.since for d in previous}  # equality ignores since: same disagreement
+    out: list[Dissent] = []
+    for v in views:
+        if not v.reachable:
+            continue
+        gv = v.groups.get(group)
+        reasons = []
+        if gv is not None and gv.primary != winner.primary:
+            reasons.append("other-primary")
+        if gv is not None and gv.config_epoch > winner.config_epoch:
+            reasons.append("higher-epoch")
+        if v.tilt:
+            reasons.append("tilt")
+        if not reasons:
+            continue
+        found = Dissent(
+            v.sentinel,
+            group,
+            tuple(reasons),
+            gv.primary if gv is not None else None,
+            gv.config_epoch if gv is not None else None,
+            winner.primary,
+            winner.config_epoch,
+        )
+        out.append(replace(found, since=since.get(found, now)))
+    return tuple(sorted(out, key=lambda d: d.sentinel))
+
+
+def _decide(
+    group: str,
+    views: Sequence[SentinelView],
+    configured: int,
+    last: GroupTopology | None,
+    roles: Mapping[Address, Role],
+    role_check: bool,
+    *,
+    promotion: Promotion | None,
+    views_round: int,
+) -> GroupTopology:
+    """:func:`decide_group` without the dissent: who is the primary."""
     if promotion is not None:
         status, _ = promotion_status(promotion, views, configured, roles, views_round)
         if status is PromotionStatus.ACTIVE:

@@ -1,9 +1,11 @@
-"""The one I/O seam of the watcher: asking Sentinels and Redis nodes.
+"""The one I/O seam to Sentinels and Redis nodes, for the watcher and for ``drain``.
 
-:class:`SentinelIO` is the narrow interface the watcher depends on;
-:class:`RedisSentinelIO` implements it with redis-py's asyncio client and
+:class:`SentinelIO` is the narrow interface the watcher and the drain depend
+on; :class:`RedisSentinelIO` implements it with redis-py's asyncio client and
 :class:`redis_sentinel_watch.fake.FakeSentinelIO` implements it in memory for
-unit tests. Nothing above this module imports redis.
+unit tests. Every reply goes through the strict parsers of :mod:`.replies` and
+every failure becomes one of :mod:`.errors`, so a caller never sees redis-py.
+Nothing above this package imports redis.
 """
 
 from __future__ import annotations
@@ -21,19 +23,43 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .auth import Credentials, TlsSettings
-from .errors import ReplyError, UnreachableError, map_redis_errors
+from .errors import (
+    ReplyError,
+    UnknownGroupError,
+    UnreachableError,
+    acl_name,
+    map_redis_errors,
+)
 from .model import Address, GroupView, SentinelView
 from .replies import (
+    MasterStatus,
+    ReplicaEntry,
+    ReplicationInfo,
     SentinelEvent,
     drained_replicas,
+    parse_config_int,
     parse_event,
+    parse_info,
     parse_master,
+    parse_master_status,
+    parse_replica_entries,
     parse_replicas,
+    parse_replication,
     parse_sentinels,
     promoted_replica,
 )
 
-__all__ = ["EVENT_CHANNELS", "HostResolver", "RedisSentinelIO", "SentinelIO"]
+__all__ = [
+    "EVENT_CHANNELS",
+    "PERMISSION_PROBE_GROUP",
+    "HostResolver",
+    "RedisSentinelIO",
+    "SentinelIO",
+]
+
+#: A master group name no Sentinel monitors: ``SENTINEL FAILOVER`` on it answers
+#: NOPERM if the user lacks the command and "No such master" otherwise, and does nothing.
+PERMISSION_PROBE_GROUP = "sentinel-xds-permission-probe-6f1c2b9e0d"
 
 #: Sentinel pub/sub channels that hint the topology may have changed. They are
 #: triggers only: the watcher always re-polls and decides from the poll.
@@ -99,6 +125,77 @@ class SentinelIO(Protocol):
 
     async def aclose(self) -> None:
         """Close every connection."""
+        ...
+
+    def reconfigure(
+        self,
+        timeout_s: float,
+        *,
+        sentinel_auth: Credentials | None,
+        redis_auth: Credentials | None,
+        tls: TlsSettings | None,
+    ) -> None:
+        """Use these settings for every connection made from now on (a config reload).
+
+        Connections already open were authenticated with the old settings and
+        keep working; calls in flight finish on them. Never raises.
+        """
+        ...
+
+    # What ``sentinel-xds drain`` / ``undrain`` needs besides the above. Unlike the
+    # watcher's methods these raise (UnreachableError, ReplyError and their
+    # subclasses): an operator tool stops and says why instead of carrying on.
+
+    async def sentinel_master(self, sentinel: Address, group: str) -> MasterStatus:
+        """``SENTINEL MASTER group`` (:class:`UnknownGroupError` if not monitored)."""
+        ...
+
+    async def sentinel_replicas(self, sentinel: Address, group: str) -> tuple[ReplicaEntry, ...]:
+        """``SENTINEL REPLICAS group``, every replica with flags, priority and link."""
+        ...
+
+    async def sentinel_failover(self, sentinel: Address, group: str) -> None:
+        """``SENTINEL FAILOVER group``. :class:`TimedOutError` means it may have been acted on."""
+        ...
+
+    async def replication(self, node: Address) -> ReplicationInfo:
+        """``INFO replication``: role, offset, and for a replica its primary and link."""
+        ...
+
+    async def replica_priority(self, node: Address) -> int:
+        """``CONFIG GET replica-priority``."""
+        ...
+
+    async def config_file(self, node: Address) -> str:
+        """``INFO server`` ``config_file`` (``""`` when the node runs without one)."""
+        ...
+
+    async def set_replica_priority(self, node: Address, priority: int) -> None:
+        """``CONFIG SET replica-priority``."""
+        ...
+
+    async def rewrite_config(self, node: Address) -> None:
+        """``CONFIG REWRITE``: persist runtime changes to the node's config file."""
+        ...
+
+    async def replicaof(self, node: Address, primary: Address) -> None:
+        """``REPLICAOF host port``."""
+        ...
+
+    async def check_node_permissions(
+        self, node: Address, commands: Sequence[Sequence[str]]
+    ) -> None:
+        """Raise :class:`NoPermissionError` naming the first of ``commands`` the user lacks.
+
+        Nothing is run: the commands are queued inside ``MULTI`` (Redis checks
+        ACLs when it queues) and the connection is then closed, which discards
+        the transaction. Needs ``+multi``; an arity error is reported as such.
+        """
+        ...
+
+    async def check_sentinel_failover(self, sentinel: Address) -> None:
+        """Raise :class:`NoPermissionError` if the user may not run ``SENTINEL FAILOVER``
+        (asked for :data:`PERMISSION_PROBE_GROUP`, which does not exist: nothing happens)."""
         ...
 
 
@@ -192,6 +289,59 @@ class RedisSentinelIO:
         self._resolver = resolver or HostResolver()
         self._sentinels: dict[Address, aioredis.Redis] = {}
         self._nodes: dict[Address, aioredis.Redis] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def reconfigure(
+        self,
+        timeout_s: float,
+        *,
+        sentinel_auth: Credentials | None,
+        redis_auth: Credentials | None,
+        tls: TlsSettings | None,
+    ) -> None:
+        """New settings for every client made from now on (see :class:`SentinelIO`).
+
+        The cached clients are dropped at once, so the next poll connects with
+        the new password, and closed only after the longest call could take
+        (``timeout_s * 2``): closing them now would fail a ROLE check in flight.
+        Pub/sub connections (:meth:`events`) stay up; they use the new settings
+        when they reconnect.
+        """
+        old = [*self._sentinels.values(), *self._nodes.values()]
+        grace = self._timeout * 2
+        self._timeout = timeout_s
+        self._sentinel_auth, self._redis_auth, self._tls = sentinel_auth, redis_auth, tls
+        self._sentinels, self._nodes = {}, {}
+        if old:
+            task = asyncio.get_running_loop().create_task(self._retire(old, grace))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _retire(clients: Sequence[aioredis.Redis], after_s: float) -> None:
+        try:
+            await asyncio.sleep(after_s)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    def with_timeout(self, timeout_s: float) -> RedisSentinelIO:
+        """The same credentials, TLS and resolver with another timeout (own connections).
+
+        ``drain`` asks with a short timeout while writes are paused and a normal
+        one otherwise, both built from the one I/O that ``serve`` would build.
+        """
+        return RedisSentinelIO(
+            timeout_s,
+            sentinel_auth=self._sentinel_auth,
+            redis_auth=self._redis_auth,
+            tls=self._tls,
+            resolver=self._resolver,
+        )
+
+    @staticmethod
+    def _user(auth: Credentials | None) -> str:
+        return (auth.username if auth is not None and auth.username else None) or "default"
 
     def _options(self, auth: Credentials | None) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -344,8 +494,99 @@ class RedisSentinelIO:
             await pubsub.aclose()
             await client.aclose()
 
+    # ------------------------------------------------------------------ drain
+
+    async def _ask_sentinel(self, sentinel: Address, *command: str) -> Any:
+        who = f"sentinel user '{self._user(self._sentinel_auth)}' on {sentinel}"
+        with map_redis_errors(f"sentinel {sentinel}", who, acl_name(command)):
+            return await asyncio.wait_for(
+                self._client(sentinel).execute_command(*command), self._timeout * 2
+            )
+
+    async def _ask_node(self, node: Address, *command: str) -> Any:
+        who = f"redis user '{self._user(self._redis_auth)}' on {node}"
+        with map_redis_errors(f"redis {node}", who, acl_name(command)):
+            return await asyncio.wait_for(
+                self._node(node).execute_command(*command), self._timeout * 2
+            )
+
+    async def sentinel_master(self, sentinel: Address, group: str) -> MasterStatus:
+        raw = await self._ask_sentinel(sentinel, "SENTINEL", "MASTER", group)
+        status = parse_master_status(raw, f"SENTINEL MASTER {group}")
+        return dataclasses.replace(status, primary=await self._resolver.resolve(status.primary))
+
+    async def sentinel_replicas(self, sentinel: Address, group: str) -> tuple[ReplicaEntry, ...]:
+        raw = await self._ask_sentinel(sentinel, "SENTINEL", "REPLICAS", group)
+        return tuple(
+            [
+                dataclasses.replace(e, address=await self._resolver.resolve(e.address))
+                for e in parse_replica_entries(raw, group)
+            ]
+        )
+
+    async def sentinel_failover(self, sentinel: Address, group: str) -> None:
+        await self._ask_sentinel(sentinel, "SENTINEL", "FAILOVER", group)
+
+    async def replication(self, node: Address) -> ReplicationInfo:
+        return parse_replication(await self._ask_node(node, "INFO", "replication"), node)
+
+    async def replica_priority(self, node: Address) -> int:
+        raw = await self._ask_node(node, "CONFIG", "GET", "replica-priority")
+        return parse_config_int(raw, "replica-priority", node)
+
+    async def config_file(self, node: Address) -> str:
+        raw = await self._ask_node(node, "INFO", "server")
+        return parse_info(raw, f"INFO server of {node}").get("config_file", "")
+
+    async def set_replica_priority(self, node: Address, priority: int) -> None:
+        await self._ask_node(node, "CONFIG", "SET", "replica-priority", str(priority))
+
+    async def rewrite_config(self, node: Address) -> None:
+        await self._ask_node(node, "CONFIG", "REWRITE")
+
+    async def replicaof(self, node: Address, primary: Address) -> None:
+        await self._ask_node(node, "REPLICAOF", primary.host, str(primary.port))
+
+    async def check_node_permissions(
+        self, node: Address, commands: Sequence[Sequence[str]]
+    ) -> None:
+        who = f"redis user '{self._user(self._redis_auth)}' on {node}"
+        # A connection of its own, never returned to a pool: closing it is what
+        # discards the transaction, so no command can run even if DISCARD is denied.
+        client = self._make(node, self._redis_auth)
+        connection = await client.connection_pool.get_connection()
+        try:
+            with map_redis_errors(f"redis {node}", who, "multi"):
+                await asyncio.wait_for(self._queue(connection, ("MULTI",)), self._timeout * 2)
+            for command in commands:
+                with map_redis_errors(f"redis {node}", who, acl_name(command)):
+                    reply = await asyncio.wait_for(
+                        self._queue(connection, tuple(command)), self._timeout * 2
+                    )
+                if reply != "QUEUED":  # MULTI was not in effect: stop before anything runs
+                    raise ReplyError(f"redis {node}: {' '.join(command[:2])} answered {reply!r}")
+        finally:
+            await connection.disconnect()
+            await client.connection_pool.release(connection)
+            await client.aclose()
+
+    @staticmethod
+    async def _queue(connection: Any, command: tuple[str, ...]) -> Any:
+        await connection.send_command(*command)
+        return await connection.read_response()
+
+    async def check_sentinel_failover(self, sentinel: Address) -> None:
+        try:
+            await self._ask_sentinel(sentinel, "SENTINEL", "FAILOVER", PERMISSION_PROBE_GROUP)
+        except UnknownGroupError:
+            return  # allowed (and nothing happened); NoPermissionError propagates
+
     async def aclose(self) -> None:
         clients = [*self._sentinels.values(), *self._nodes.values()]
         self._sentinels, self._nodes = {}, {}
+        for task in list(self._retiring):  # closes the retired clients now
+            task.cancel()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         for client in clients:
             await client.aclose()

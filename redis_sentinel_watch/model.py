@@ -14,6 +14,7 @@ from enum import StrEnum
 __all__ = [
     "Address",
     "AddressError",
+    "Dissent",
     "GroupTopology",
     "GroupView",
     "Health",
@@ -46,13 +47,44 @@ class Address:
 
     @property
     def is_loopback(self) -> bool:
-        """True for 127.0.0.0/8, ::1 and ``localhost``."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        """True for 127.0.0.0/8, ::1, ``::ffff:127.x.y.z`` and ``localhost``."""
+        ip = _ip(self.identity()[0])
+        return ip is not None and ip.is_loopback
+
+    @property
+    def is_wildcard(self) -> bool:
+        """True for ``0.0.0.0`` and ``::`` (a listener bound to every address)."""
+        ip = _ip(self.identity()[0])
+        return ip is not None and ip.is_unspecified
+
+    @property
+    def is_ip(self) -> bool:
+        """True when the host is an IP literal (nothing to resolve)."""
+        return _ip(self.host) is not None
+
+    def identity(self) -> tuple[str, int]:
+        """The one rule for "same endpoint", as a comparable key: (host, port).
+
+        Spellings of one endpoint get one key, without DNS: ``localhost`` is
+        ``127.0.0.1``; an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is its
+        IPv4 address; other IP literals are in canonical form (``::0:1`` is
+        ``::1``); host names are case-folded, without a trailing dot. Two
+        different host names that resolve to one address stay different here:
+        resolving is I/O, and this module does none.
+        """
+        host = self.host.lower().rstrip(".") or self.host
+        if host == "localhost":
+            return ("127.0.0.1", self.port)
+        ip = _ip(host)
+        if ip is None:
+            return (host, self.port)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return (str(ip), self.port)
+
+    def same_endpoint(self, other: Address) -> bool:
+        """Whether ``self`` and ``other`` name the same endpoint (see :meth:`identity`)."""
+        return self.identity() == other.identity()
 
     @classmethod
     def parse(cls, text: str) -> Address:
@@ -79,6 +111,13 @@ class Address:
         if not 1 <= port <= 65535:
             raise AddressError(f"{text!r}: port {port} out of range 1-65535")
         return cls(host, port)
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -135,6 +174,30 @@ class Health(StrEnum):
 
 
 @dataclass(frozen=True)
+class Dissent:
+    """One Sentinel whose view of a group differs from the majority's.
+
+    ``reasons`` says how: ``other-primary`` (it names another node),
+    ``higher-epoch`` (its config epoch is above the majority's: a rogue or
+    misconfigured Sentinel, or a failover the others have not heard of) and
+    ``tilt`` (it is in TILT mode and does not vote). ``primary``/``epoch`` are
+    what it says (None when it does not report the group), ``majority_*`` what
+    the majority says. ``since`` is the ``time.monotonic()`` of the first poll
+    that showed this disagreement; it takes no part in equality, so a
+    disagreement that stays the same compares equal from poll to poll.
+    """
+
+    sentinel: Address
+    group: str
+    reasons: tuple[str, ...]
+    primary: Address | None
+    epoch: int | None
+    majority_primary: Address
+    majority_epoch: int
+    since: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True)
 class GroupTopology:
     """The concluded state of one master group.
 
@@ -157,6 +220,12 @@ class GroupTopology:
     reason: str = ""
     provisional: bool = False
     drained: tuple[Address, ...] = ()  # replicas an operator drained (replica-priority 0)
+    #: Sentinels that have disagreed with the majority for longer than a failover's
+    #: catch-up (see :func:`redis_sentinel_watch.agreement.assess_dissent`)
+    dissent: tuple[Dissent, ...] = ()
+    #: every disagreement seen in the last poll, reported or not yet; carried from one
+    #: decision to the next so a disagreement's ``since`` survives (not compared)
+    dissent_seen: tuple[Dissent, ...] = field(default=(), compare=False)
 
     @property
     def routing_key(self) -> tuple[str, Address | None]:

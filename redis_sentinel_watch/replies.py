@@ -15,15 +15,27 @@ from .errors import ReplyError
 from .model import Address, AddressError, GroupView
 
 __all__ = [
+    "DEFAULT_REPLICA_PRIORITY",
+    "MasterStatus",
+    "ReplicaEntry",
+    "ReplicationInfo",
     "SentinelEvent",
     "drained_replicas",
     "pairs_to_dict",
+    "parse_config_int",
     "parse_event",
+    "parse_info",
     "parse_master",
+    "parse_master_status",
+    "parse_replica_entries",
     "parse_replicas",
+    "parse_replication",
     "parse_sentinels",
     "promoted_replica",
 ]
+
+#: Redis' default ``replica-priority``
+DEFAULT_REPLICA_PRIORITY = 100
 
 
 def pairs_to_dict(reply: object, what: str) -> dict[str, str]:
@@ -35,12 +47,21 @@ def pairs_to_dict(reply: object, what: str) -> dict[str, str]:
     return {str(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
-def _address(fields: Mapping[str, str], what: str) -> Address:
-    ip, port = fields.get("ip"), fields.get("port")
+def _entries(reply: object, what: str) -> list[dict[str, str]]:
+    """A list reply whose entries are key/value lists (``SENTINEL REPLICAS`` …)."""
+    if not isinstance(reply, list | tuple):
+        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
+    return [pairs_to_dict(entry, what) for entry in reply]
+
+
+def _address(
+    fields: Mapping[str, str], what: str, ip_key: str = "ip", port_key: str = "port"
+) -> Address:
+    ip, port = fields.get(ip_key), fields.get(port_key)
     if not ip:
-        raise ReplyError(f"{what}: missing field 'ip'")
+        raise ReplyError(f"{what}: missing field {ip_key!r}")
     if port is None or not port.isdigit():
-        raise ReplyError(f"{what}: field 'port' is {port!r}, not a number")
+        raise ReplyError(f"{what}: field {port_key!r} is {port!r}, not a number")
     try:
         return Address(ip, int(port))
     except AddressError as exc:
@@ -54,32 +75,148 @@ def _int_field(fields: Mapping[str, str], key: str, what: str) -> int:
     return int(raw)
 
 
-def parse_master(entry: object, replicas: Sequence[Address] = ()) -> GroupView:
-    """One entry of ``SENTINEL MASTERS`` (or the reply of ``SENTINEL MASTER name``)."""
-    fields = pairs_to_dict(entry, "SENTINEL MASTERS entry")
+@dataclass(frozen=True)
+class MasterStatus:
+    """``SENTINEL MASTER name`` with its flags kept whole (what ``drain`` decides from)."""
+
+    group: str
+    primary: Address
+    config_epoch: int
+    flags: frozenset[str]
+    failover_timeout_ms: int = 0  # 0: not reported
+    down_after_ms: int = 0  # 0: not reported
+
+
+def parse_master_status(entry: object, what: str = "SENTINEL MASTERS entry") -> MasterStatus:
+    """One entry of ``SENTINEL MASTERS``, or the reply of ``SENTINEL MASTER name``."""
+    fields = pairs_to_dict(entry, what)
     name = fields.get("name")
     if not name:
-        raise ReplyError("SENTINEL MASTERS entry: missing field 'name'")
+        raise ReplyError(f"{what}: missing field 'name'")
     what = f"SENTINEL MASTERS {name}"
-    flags = set(fields.get("flags", "").split(","))
+    flags = frozenset(fields.get("flags", "").split(","))
     if "master" not in flags:
         raise ReplyError(f"{what}: flags {fields.get('flags')!r} do not include 'master'")
-    return GroupView(
+    return MasterStatus(
         group=name,
         primary=_address(fields, what),
         config_epoch=_int_field(fields, "config-epoch", what),
-        replicas=tuple(replicas),
-        primary_down=bool(flags & {"s_down", "o_down"}),
-        failover_in_progress="failover_in_progress" in flags,
-        failover_timeout_ms=_optional_int(fields, "failover-timeout"),
-        down_after_ms=_optional_int(fields, "down-after-milliseconds"),
+        flags=flags,
+        failover_timeout_ms=_optional_int(fields, "failover-timeout", what),
+        down_after_ms=_optional_int(fields, "down-after-milliseconds", what),
     )
 
 
-def _optional_int(fields: Mapping[str, str], key: str) -> int:
-    """A non-negative integer field that older Sentinels may omit (0 when absent or odd)."""
-    raw = fields.get(key, "")
-    return int(raw) if raw.isdigit() else 0
+def parse_master(entry: object, replicas: Sequence[Address] = ()) -> GroupView:
+    """One entry of ``SENTINEL MASTERS`` (or the reply of ``SENTINEL MASTER name``)."""
+    status = parse_master_status(entry)
+    return GroupView(
+        group=status.group,
+        primary=status.primary,
+        config_epoch=status.config_epoch,
+        replicas=tuple(replicas),
+        primary_down=bool(status.flags & {"s_down", "o_down"}),
+        failover_in_progress="failover_in_progress" in status.flags,
+        failover_timeout_ms=status.failover_timeout_ms,
+        down_after_ms=status.down_after_ms,
+    )
+
+
+def _optional_int(fields: Mapping[str, str], key: str, what: str) -> int:
+    """A non-negative integer field that older Sentinels may omit (0 when absent).
+
+    Present but not a number is an error naming the field, never a silent 0.
+    """
+    raw = fields.get(key)
+    if raw is None:
+        return 0
+    if not raw.isdigit():
+        raise ReplyError(f"{what}: field {key!r} is {raw!r}, not a non-negative integer")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class ReplicaEntry:
+    """One replica as a Sentinel lists it in ``SENTINEL REPLICAS``, flags and all."""
+
+    address: Address
+    flags: frozenset[str] = frozenset({"slave"})
+    priority: int = DEFAULT_REPLICA_PRIORITY
+    link_ok: bool = True
+
+
+def parse_replica_entries(reply: object, group: str) -> tuple[ReplicaEntry, ...]:
+    """``SENTINEL REPLICAS group``, every replica with its flags, priority and link.
+
+    Unlike :func:`parse_replicas` nothing is left out: ``drain`` explains why a
+    flagged replica cannot take over. Sentinel always reports ``slave-priority``
+    and ``master-link-status`` for a replica; a reply without them is malformed.
+    """
+    what = f"SENTINEL REPLICAS {group}"
+    out: list[ReplicaEntry] = []
+    for fields in _entries(reply, what):
+        key = "slave-priority" if "slave-priority" in fields else "replica-priority"
+        link = fields.get("master-link-status")
+        if link not in ("ok", "err"):
+            raise ReplyError(f"{what}: field 'master-link-status' is {link!r}, not ok/err")
+        out.append(
+            ReplicaEntry(
+                _address(fields, what),
+                frozenset(fields.get("flags", "").split(",")),
+                _int_field(fields, key, what),
+                link == "ok",
+            )
+        )
+    return tuple(out)
+
+
+def parse_info(reply: object, what: str) -> dict[str, str]:
+    """An ``INFO`` reply (redis-py's parsed dict, or the raw text) as flat strings."""
+    if isinstance(reply, Mapping):
+        return {str(k): str(v) for k, v in reply.items()}
+    if not isinstance(reply, str | bytes):
+        raise ReplyError(f"{what}: expected text, got {type(reply).__name__}")
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class ReplicationInfo:
+    """``INFO replication`` of one node: its role, and where its data stands."""
+
+    role: str  # master | slave
+    offset: int  # master_repl_offset (primary) / slave_repl_offset (replica)
+    master: Address | None = None  # for a replica: whom it replicates
+    link_up: bool = False  # for a replica: master_link_status:up
+
+
+def parse_replication(reply: object, node: Address) -> ReplicationInfo:
+    """``INFO replication``; a missing or odd field raises :class:`ReplyError` naming it."""
+    what = f"INFO replication of {node}"
+    fields = parse_info(reply, what)
+    role = fields.get("role")
+    if role == "master":
+        return ReplicationInfo("master", _int_field(fields, "master_repl_offset", what))
+    if role != "slave":
+        raise ReplyError(f"{what}: field 'role' is {role!r}, not master/slave")
+    master = _address(fields, what, "master_host", "master_port")
+    link = fields.get("master_link_status")
+    if link not in ("up", "down"):
+        raise ReplyError(f"{what}: field 'master_link_status' is {link!r}, not up/down")
+    # slave_repl_offset is reported even before the first sync (as the handshake offset)
+    offset = _int_field(fields, "slave_repl_offset", what)
+    return ReplicationInfo("slave", offset, master, link == "up")
+
+
+def parse_config_int(reply: object, name: str, node: Address) -> int:
+    """``CONFIG GET name`` for an integer parameter."""
+    what = f"CONFIG GET {name} on {node}"
+    return _int_field(pairs_to_dict(reply, what), name, what)
 
 
 def parse_replicas(reply: object, group: str) -> tuple[Address, ...]:
@@ -89,11 +226,8 @@ def parse_replicas(reply: object, group: str) -> tuple[Address, ...]:
     and should not be shown as healthy.
     """
     what = f"SENTINEL REPLICAS {group}"
-    if not isinstance(reply, list | tuple):
-        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
     out: list[Address] = []
-    for entry in reply:
-        fields = pairs_to_dict(entry, what)
+    for fields in _entries(reply, what):
         flags = set(fields.get("flags", "").split(","))
         if flags & {"s_down", "o_down", "disconnected"}:
             continue
@@ -108,11 +242,8 @@ def drained_replicas(reply: object, group: str) -> tuple[Address, ...]:
     every control-plane replica sees it); Sentinel never promotes such a node.
     """
     what = f"SENTINEL REPLICAS {group}"
-    if not isinstance(reply, list | tuple):
-        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
     out: list[Address] = []
-    for entry in reply:
-        fields = pairs_to_dict(entry, what)
+    for fields in _entries(reply, what):
         if fields.get("slave-priority", fields.get("replica-priority")) == "0":
             out.append(_address(fields, what))
     return tuple(sorted(out))
@@ -135,10 +266,7 @@ def promoted_replica(reply: object, group: str) -> Address | None:
     candidate even when the ``+selected-slave`` message was lost.
     """
     what = f"SENTINEL REPLICAS {group}"
-    if not isinstance(reply, list | tuple):
-        raise ReplyError(f"{what}: expected a list, got {type(reply).__name__}")
-    for entry in reply:
-        fields = pairs_to_dict(entry, what)
+    for fields in _entries(reply, what):
         if "promoted" in fields.get("flags", "").split(","):
             return _address(fields, what)
     return None

@@ -7,6 +7,17 @@ selected, a fast ``ROLE`` probe of that replica (react first, see
 :func:`.agreement.decide_group`). The poll stays the source of truth, because
 a pub/sub message can be lost on a reconnect while a poll cannot lie about the
 present.
+
+Each primary change is timed from its *own* first sign
+(:mod:`.first_signs`): a ``+sdown`` taken back by ``-sdown`` before any
+failover, or a sign nothing has supported for a few down-after periods, is
+not charged to a later failover.
+
+What is not the loop lives beside it: the event listeners and which event is
+a sign (:mod:`.events`), what a new topology changed and how that is logged
+(:mod:`.changes`), and the once-per-change notes about each Sentinel
+(:mod:`.sentinel_notes`). What stays here is the state those pieces share:
+the published topology, the failovers followed early and their fences.
 """
 
 from __future__ import annotations
@@ -16,12 +27,11 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 
 import structlog
-from redis.backoff import EqualJitterBackoff
 
 from .agreement import (
+    DISSENT_GRACE_S,
     Promotion,
     PromotionStatus,
     candidates_to_verify,
@@ -31,65 +41,18 @@ from .agreement import (
     promotion_from_views,
     promotion_status,
 )
-from .errors import UnreachableError
+from .changes import Listener, PrimaryChange, primary_changes
+from .events import follow_events, is_failover_sign, is_primary_up
+from .fence import fence, fence_pause_ms, unfence
+from .first_signs import DEFAULT_DOWN_AFTER_MS, SIGN_EXPIRY_FACTOR, FirstSigns
 from .io import SentinelIO
-from .model import Address, GroupTopology, Health, SentinelView, Topology
+from .model import Address, GroupTopology, SentinelView, Topology
 from .replies import SentinelEvent
+from .sentinel_notes import SentinelNotes
 
-__all__ = ["PrimaryChange", "Watcher"]
+__all__ = ["Watcher"]
 
 log = structlog.get_logger("redis_sentinel_watch")
-
-#: Events that mean a failover may be under way for the group they name.
-FAILOVER_SIGNS = frozenset(
-    {
-        "+sdown",
-        "+odown",
-        "+try-failover",
-        "+elected-leader",
-        "+selected-slave",
-        "+failover-state-select-slave",
-        "+failover-state-send-slaveof-noone",
-        "+failover-state-wait-promotion",
-        "+promoted-slave",
-        "+switch-master",
-    }
-)
-
-#: A Sentinel must lag behind the published epoch for this many consecutive
-#: polls before it is reported stale (the non-leaders always lag for a moment
-#: during a failover; that is not worth a warning).
-STALE_AFTER_POLLS = 3
-
-
-@dataclass(frozen=True)
-class PrimaryChange:
-    """A group's published primary changed. Times are ``time.monotonic()`` seconds.
-
-    ``provisional`` is true when the new primary was published on the failover
-    leader's promotion before a Sentinel majority confirmed it.
-    """
-
-    group: str
-    old: Address | None
-    new: Address | None
-    trigger: str  # the Sentinel event that started it, or "poll"
-    first_sign_at: float | None
-    switched_at: float
-    epoch: int
-    provisional: bool = False
-
-
-Listener = Callable[[Topology, Sequence[PrimaryChange]], None]
-
-
-@dataclass(frozen=True)
-class _SentinelState:
-    """What was last logged about one Sentinel, so each change is logged once."""
-
-    reachable: bool
-    tilt: bool = False
-    error: str | None = None
 
 
 class Watcher:
@@ -121,6 +84,8 @@ class Watcher:
         promotion_probe_interval_s: float = 0.02,
         promotion_wait_s: float = 10.0,
         fence_pause_ms: int = 0,
+        dissent_grace_s: float = DISSENT_GRACE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._io = io
         self.sentinels = tuple(sentinels)
@@ -133,13 +98,12 @@ class Watcher:
         self._probe_interval = promotion_probe_interval_s
         self._promotion_wait = promotion_wait_s
         self._fence_ms = fence_pause_ms
+        self._dissent_grace = dissent_grace_s
+        self._clock = clock  # times of signs and switches (injectable for tests)
         self._kick = asyncio.Event()
         self._fast_until = 0.0
-        self._first_sign: dict[str, tuple[float, str]] = {}
-        self._sentinel_state: dict[Address, _SentinelState] = {}
-        self._stale_polls: dict[tuple[Address, str], int] = {}
-        self._ignored_groups: set[str] = set()
-        self._unknown_peers: dict[Address, frozenset[Address]] = {}
+        self._signs = FirstSigns(clock, self._sign_limits)
+        self._notes = SentinelNotes(self.sentinels, self.groups)
         self._listeners: list[Listener] = []
         self._undelivered = False  # a listener raised on the current topology: retry
         self._promotions: dict[str, Promotion] = {}
@@ -165,7 +129,7 @@ class Watcher:
 
     @property
     def reachable_sentinels(self) -> int:
-        return sum(1 for st in self._sentinel_state.values() if st.reachable)
+        return self._notes.reachable
 
     @property
     def promotions(self) -> dict[str, Promotion]:
@@ -177,9 +141,31 @@ class Watcher:
         self._fast_until = time.monotonic() + self._fast_window
         self._kick.set()
 
+    def reconfigure(
+        self,
+        *,
+        poll_interval_s: float,
+        role_check: bool,
+        react_on_promotion: bool,
+        promotion_probe_interval_s: float,
+        fence_pause_ms: int,
+    ) -> None:
+        """New timings and switches (a config reload), read from the next use on; then
+        poll now, so the new credentials of the I/O are tried at once, not a poll later.
+        The Sentinels and groups are fixed for the watcher's lifetime."""
+        self._poll_interval = poll_interval_s
+        self._role_check = role_check
+        self._react = react_on_promotion
+        self._probe_interval = promotion_probe_interval_s
+        self._fence_ms = fence_pause_ms
+        self._kick.set()
+
     async def run(self) -> None:
         """Poll forever (until cancelled), with one event listener per Sentinel."""
-        listeners = [asyncio.create_task(self._listen(s)) for s in self.sentinels]
+        listeners = [
+            asyncio.create_task(follow_events(self._io, s, self._on_event, self.poke))
+            for s in self.sentinels
+        ]
         try:
             while True:
                 try:
@@ -208,12 +194,14 @@ class Watcher:
         """One round: ask every Sentinel, verify candidates, decide, publish if changed."""
         self._round += 1
         this_round = self._round
+        started = self._clock()
         views = await asyncio.gather(*(self._io.query(s, self.groups) for s in self.sentinels))
         self.views = tuple(views)
         self._views_round = this_round
         self.polls += 1
-        self._note_sentinels(views)
-        self._note_signs(views)
+        for sentinel in self._notes.note(views):
+            self._spawn(self._notes.check_peers(self._io, sentinel))
+        self._note_signs(views, started)
         if self._react:
             for g in self.topology.groups:
                 self._consider(promotion_from_views(views, g, this_round))
@@ -234,7 +222,7 @@ class Watcher:
         self._reconcile(roles)
         if self._undelivered:
             self._deliver(self.topology, ())
-        self._note_stale(views)
+        self._notes.note_stale(views, self.topology)
         self.first_poll_done.set()
         return self.topology
 
@@ -269,6 +257,8 @@ class Watcher:
                     self._role_check,
                     promotion=promotion,
                     views_round=self._views_round,
+                    now=self._clock(),
+                    dissent_grace_s=self._dissent_grace,
                 )
             )
         self._publish(Topology(tuple(decided)))
@@ -276,59 +266,9 @@ class Watcher:
     def _publish(self, new: Topology) -> None:
         old = self.topology
         if new == old:
+            self.topology = new  # same routing and health; keeps the dissent's dates
             return
-        now = time.monotonic()
-        changes: list[PrimaryChange] = []
-        for g in new.groups:
-            before = old.group(g.name)
-            if before is not None and before.health != g.health:
-                level = log.info if g.health is Health.OK else log.warning
-                level(
-                    "group.health",
-                    group=g.name,
-                    health=g.health.value,
-                    reason=g.reason,
-                    agreeing=g.agreeing,
-                    sentinels=g.sentinels,
-                    primary=str(g.primary) if g.primary else None,
-                )
-            if before is None:
-                continue
-            if before.primary == g.primary:
-                if before.provisional and not g.provisional:
-                    log.info(
-                        "primary.confirmed",
-                        group=g.name,
-                        primary=str(g.primary),
-                        epoch=g.config_epoch,
-                        agreeing=g.agreeing,
-                        sentinels=g.sentinels,
-                    )
-                continue
-            sign_at, trigger = self._first_sign.pop(g.name, (None, "poll"))
-            change = PrimaryChange(
-                g.name,
-                before.primary,
-                g.primary,
-                trigger,
-                sign_at,
-                now,
-                g.config_epoch,
-                g.provisional,
-            )
-            changes.append(change)
-            log.info(
-                "primary.changed" if before.primary else "primary.discovered",
-                group=g.name,
-                old=str(before.primary) if before.primary else None,
-                new=str(g.primary),
-                epoch=g.config_epoch,
-                agreeing=g.agreeing,
-                sentinels=g.sentinels,
-                provisional=g.provisional,
-                trigger=trigger,
-                since_first_sign_ms=round((now - sign_at) * 1000, 1) if sign_at else None,
-            )
+        changes = primary_changes(old, new, self._signs.take, self._clock())
         self.topology = new
         self._deliver(new, changes)
 
@@ -378,7 +318,10 @@ class Watcher:
         self._spawn(self._probe(promotion))
         if self._fence_ms > 0:
             self._fenced[promotion.group] = promotion.replacing
-            self._spawn(self._fence(promotion))
+            pause_ms = fence_pause_ms(
+                self._fence_ms, self._known_ms(promotion.group, "down_after_ms")
+            )
+            self._spawn(fence(self._io, promotion, pause_ms))
 
     def _same(self, promotion: Promotion) -> Promotion | None:
         """The stored promotion if it is still the one ``promotion`` describes."""
@@ -390,13 +333,18 @@ class Watcher:
             return None
         return current
 
+    def _known_ms(self, group: str, setting: str) -> list[int]:
+        """A group setting (``down_after_ms``, ``failover_timeout_ms``) as Sentinels report it."""
+        values = (
+            int(getattr(v.groups[group], setting))
+            for v in self.views
+            if v.reachable and group in v.groups
+        )
+        return [ms for ms in values if ms]
+
     def _probe_bound(self, group: str) -> float:
         """How long to wait for the candidate: the Sentinels' failover-timeout, if known."""
-        known = [
-            v.groups[group].failover_timeout_ms
-            for v in self.views
-            if v.reachable and group in v.groups and v.groups[group].failover_timeout_ms
-        ]
+        known = self._known_ms(group, "failover_timeout_ms")
         return max(known) / 1000 if known else self._promotion_wait
 
     async def _probe(self, promotion: Promotion) -> None:
@@ -448,41 +396,8 @@ class Watcher:
         log.warning("failover.aborted", **fields)
         fenced = self._fenced.pop(group, None)
         if fenced is not None:
-            self._spawn(self._unfence(group, fenced))
+            self._spawn(unfence(self._io, group, fenced))
         self.poke("failover-aborted")
-
-    def _fence_bound_ms(self, group: str) -> int:
-        """``fence_pause_ms``, capped at half the Sentinels' down-after-milliseconds."""
-        known = [
-            v.groups[group].down_after_ms
-            for v in self.views
-            if v.reachable and group in v.groups and v.groups[group].down_after_ms
-        ]
-        return min(self._fence_ms, min(known) // 2) if known else self._fence_ms
-
-    async def _fence(self, promotion: Promotion) -> None:
-        """Pause writes on the primary being replaced so none is acknowledged and lost."""
-        pause_ms = self._fence_bound_ms(promotion.group)
-        error = await self._io.pause_writes(promotion.replacing, pause_ms)
-        if error:
-            log.info(
-                "fence.failed",
-                group=promotion.group,
-                node=str(promotion.replacing),
-                error=error,
-                hint="expected when the old primary is dead",
-            )
-        else:
-            log.info(
-                "fence.paused",
-                group=promotion.group,
-                node=str(promotion.replacing),
-                pause_ms=pause_ms,
-            )
-
-    async def _unfence(self, group: str, node: Address) -> None:
-        error = await self._io.unpause_writes(node)
-        log.info("fence.released", group=group, node=str(node), error=error or None)
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
@@ -496,93 +411,9 @@ class Watcher:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _note_sentinels(self, views: Sequence[SentinelView]) -> None:
-        """Log each Sentinel's state changes once (reachable, TILT, reply problems)."""
-        for v in views:
-            before = self._sentinel_state.get(v.sentinel)
-            now = _SentinelState(v.reachable, v.tilt, v.error)
-            self._sentinel_state[v.sentinel] = now
-            if before == now:
-                continue
-            addr = str(v.sentinel)
-            if before is None or before.reachable != v.reachable:
-                if v.reachable:
-                    log.info("sentinel.reachable", sentinel=addr, tilt=v.tilt)
-                    self._spawn(self._check_peers(v.sentinel))
-                else:
-                    log.warning("sentinel.unreachable", sentinel=addr, error=v.error)
-            if v.reachable and before is not None and before.reachable and before.tilt != v.tilt:
-                if v.tilt:
-                    log.warning("sentinel.tilt", sentinel=addr, hint="its vote is ignored")
-                else:
-                    log.info("sentinel.tilt_over", sentinel=addr)
-            if v.reachable and v.error and (before is None or before.error != v.error):
-                log.warning("sentinel.reply_ignored", sentinel=addr, error=v.error)
-        for v in views:
-            for name in v.groups:
-                if name not in self.groups and name not in self._ignored_groups:
-                    self._ignored_groups.add(name)
-                    log.warning(
-                        "sentinel.group_ignored",
-                        group=name,
-                        sentinel=str(v.sentinel),
-                        hint="group is monitored by Sentinel but not in the config",
-                    )
-
-    async def _check_peers(self, sentinel: Address) -> None:
-        """On (re)connecting, compare the Sentinels it knows with the configured ones.
-
-        The majority is counted over *configured* Sentinels; if the Sentinels
-        know more of each other than the config lists, that majority is not
-        theirs, and a minority of them could look like a majority to us.
-        """
-        configured = set(self.sentinels)
-        unknown: set[Address] = set()
-        for group in self.groups:
-            peers = await self._io.peers(sentinel, group)
-            if peers is not None:
-                unknown |= set(peers) - configured
-        if unknown and self._unknown_peers.get(sentinel) != frozenset(unknown):
-            log.warning(
-                "sentinel.peers_not_configured",
-                sentinel=str(sentinel),
-                peers=sorted(str(p) for p in unknown),
-                hint="list every Sentinel in 'sentinels:' or the majority is miscounted",
-            )
-        self._unknown_peers[sentinel] = frozenset(unknown)
-
-    def _note_stale(self, views: Sequence[SentinelView]) -> None:
-        """Log a Sentinel that keeps answering with an epoch older than the published one."""
-        for v in views:
-            for g in self.topology.groups:
-                key = (v.sentinel, g.name)
-                gv = v.groups.get(g.name) if v.reachable else None
-                behind = (
-                    gv is not None
-                    and g.primary is not None
-                    and gv.config_epoch < g.config_epoch
-                    and gv.primary != g.primary
-                )
-                count = self._stale_polls.get(key, 0)
-                if behind and gv is not None:
-                    self._stale_polls[key] = count + 1
-                    if count + 1 == STALE_AFTER_POLLS:
-                        log.warning(
-                            "sentinel.stale",
-                            sentinel=str(v.sentinel),
-                            group=g.name,
-                            says=str(gv.primary),
-                            epoch=gv.config_epoch,
-                            published=str(g.primary),
-                            published_epoch=g.config_epoch,
-                        )
-                elif count:
-                    del self._stale_polls[key]
-                    if count >= STALE_AFTER_POLLS:
-                        log.info("sentinel.caught_up", sentinel=str(v.sentinel), group=g.name)
-
-    def _note_signs(self, views: Sequence[SentinelView]) -> None:
-        """A poll that shows the published primary down counts as a first sign too.
+    def _note_signs(self, views: Sequence[SentinelView], sent_at: float) -> None:
+        """A poll that shows the published primary down counts as a first sign too,
+        and one that shows it up again takes a Sentinel's lost ``-sdown`` as read.
 
         Only the *published* primary: after a switch, the leader still shows the
         old one in failover for a moment, and that is not the start of a new one.
@@ -592,15 +423,32 @@ class Watcher:
                 current = self.topology.group(name)
                 if current is None or current.primary not in (None, gv.primary):
                     continue
-                if gv.primary_down or gv.failover_in_progress:
-                    self._sign(name, "poll:primary-down" if gv.primary_down else "poll:failover")
+                if name not in self.groups:
+                    continue
+                if self._signs.poll(
+                    name,
+                    v.sentinel,
+                    down=gv.primary_down,
+                    failing_over=gv.failover_in_progress,
+                    sent_at=sent_at,
+                ):
+                    self.poke("poll")
 
-    def _sign(self, group: str, trigger: str) -> None:
-        if group in self._first_sign or group not in self.groups:
-            return
-        self._first_sign[group] = (time.monotonic(), trigger)
-        log.info("failover.detected", group=group, trigger=trigger)
-        self.poke(trigger)
+    def _sign(self, group: str, trigger: str, sentinel: Address | None = None) -> None:
+        if group in self.groups and self._signs.sign(group, trigger, sentinel):
+            self.poke(trigger)
+
+    def _sign_limits(self, group: str) -> tuple[float, float]:
+        """How long an unsupported first sign lives: :data:`SIGN_EXPIRY_FACTOR` down-after
+        periods (the longest a Sentinel reports; polls refresh a primary that stays down,
+        so the poll interval is a floor), plus twice the failover-timeout once a failover
+        was seen (Sentinel's retry period)."""
+        known = self._known_ms(group, "down_after_ms")
+        down_after_s = (max(known) if known else DEFAULT_DOWN_AFTER_MS) / 1000
+        return (
+            SIGN_EXPIRY_FACTOR * max(down_after_s, self._poll_interval),
+            2 * self._probe_bound(group),
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -617,40 +465,10 @@ class Watcher:
             self._drop(followed.group, PromotionStatus.ABORTED, event.channel)
         if current is not None and self._react:
             self._consider(promotion_from_event(event, current, self._round))
-        # A sign must be about the primary we publish: +sdown of a replica, or the
-        # followers' +switch-master after we already switched, starts nothing new.
-        about_primary = (
-            current is not None
-            and event.master is not None
-            and event.master == current.primary
-            and (event.channel not in {"+sdown", "+odown"} or event.instance == current.primary)
-        )
-        if event.group and event.channel in FAILOVER_SIGNS and about_primary:
-            self._sign(event.group, event.channel)
+        group = event.group
+        if group and is_failover_sign(event, current):
+            self._sign(group, event.channel, event.sentinel)
         else:
+            if group and is_primary_up(event, current):
+                self._signs.primary_up(group, event.sentinel, f"-sdown from {event.sentinel}")
             self.poke(event.channel)
-
-    async def _listen(self, sentinel: Address) -> None:
-        """Follow one Sentinel's events; reconnect with jittered backoff, logging once per state."""
-        backoff = EqualJitterBackoff(cap=5.0, base=0.1)
-        failures = 0
-        while True:
-            try:
-                async for event in self._io.events(sentinel):
-                    if failures:
-                        log.info("sentinel.events.resumed", sentinel=str(sentinel))
-                        failures = 0
-                        self.poke("events-resumed")
-                    self._on_event(event)
-                raise UnreachableError(f"sentinel {sentinel}: event stream ended")
-            except Exception as exc:  # any failure: reconnect, never stop listening
-                if failures == 0:
-                    log.warning(
-                        "sentinel.events.lost",
-                        sentinel=str(sentinel),
-                        error=str(exc),
-                        kind=type(exc).__name__,
-                    )
-                    self.poke("events-lost")
-                failures += 1
-                await asyncio.sleep(backoff.compute(failures))

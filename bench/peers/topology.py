@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from redis_sentinel_watch import Address
+from redis_sentinel_watch import Address, WatchError
 from xds.lab import EnvoyProcess, RedisNode, SentinelCluster, free_port, wait_until
 from xds.lab.controlplane import ControlPlane
 
@@ -194,7 +194,7 @@ class Topology:
             interval=0.1,
             what="the topology to be healthy (replica synced, sentinels ready, "
             "envoy and haproxy on the primary)",
-            ignore=(redis.RedisError, OSError, LookupError, ValueError),
+            ignore=(redis.RedisError, WatchError, OSError, LookupError, ValueError),
         )
 
     def _failover_settled(self, new: RedisNode) -> bool:
@@ -221,7 +221,7 @@ class Topology:
             timeout,
             interval=0.05,
             what=f"every Sentinel to settle on {new.name}",
-            ignore=(redis.RedisError, OSError, ValueError),
+            ignore=(redis.RedisError, WatchError, OSError, ValueError),
         )
 
     def wait_rejoined(self, old: RedisNode, new: RedisNode, timeout: float = 60.0) -> float:
@@ -231,7 +231,7 @@ class Topology:
             timeout,
             interval=0.05,
             what=f"{old.name} to rejoin as a replica of {new.name} and sync",
-            ignore=(redis.RedisError, OSError),
+            ignore=(redis.RedisError, WatchError, OSError),
         )
         return time.monotonic()
 

@@ -35,7 +35,7 @@ from tests.adsclient import AdsClient, DeltaAdsClient
 from tests.component.conftest import A, snap
 from tests.support import wait_for
 from xds.ads.cache import SnapshotCache
-from xds.ads.discovery_request import parse_delta, parse_sotw
+from xds.ads.discovery_request import NodeLimitError, decode_node, parse_delta, parse_sotw
 from xds.ads.server import XdsServer
 from xds.ads.sidecars import Sidecars
 from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
@@ -218,18 +218,22 @@ async def converse(port: int, method: str, messages: list[bytes]) -> Outcome:
 # ----------------------------------------------------------------------------- property
 
 
-def breaks_protocol(method: str, message: bytes) -> bool:
+def breaks_protocol(method: str, message: bytes, *, first: bool = False) -> bool:
     """Whether the server must reject ``message``: it does not parse as the method's request
-    type, its type URL is not a type.googleapis.com/ URL, or it names too many resources."""
+    type, its type URL is not a type.googleapis.com/ URL, or it names too many resources;
+    or, for the stream's ``first`` request (the only one whose Node is decoded), its Node
+    does not decode."""
     try:
         if method == SOTW:
             sotw = parse_sotw(message)
-            type_url, count = sotw.type_url, len(sotw.resource_names)
+            type_url, count, node = sotw.type_url, len(sotw.resource_names), sotw.node
         else:
             delta = parse_delta(message)
-            type_url = delta.type_url
+            type_url, node = delta.type_url, delta.node
             count = len(delta.subscribe) + len(delta.unsubscribe) + len(delta.initial_versions)
-    except DecodeError:
+        if first and node is not None:
+            decode_node(node)
+    except (DecodeError, NodeLimitError):
         return True
     return not type_url.startswith(TYPE_PREFIX) or count > MAX_RESOURCE_NAMES
 
@@ -258,7 +262,7 @@ async def test_hostile_requests_get_a_status_and_leak_nothing(
     assert "xds.stream.failed" not in events, logs
     if outcome.local_write_failure:
         assert "xds.stream.rejected" in events
-    elif any(breaks_protocol(method, m) for m in messages):
+    elif any(breaks_protocol(method, m, first=i == 0) for i, m in enumerate(messages)):
         assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, outcome
         assert outcome.details and "xds.stream.rejected" in events
     else:
@@ -413,7 +417,8 @@ async def test_request_flood_is_delayed_logged_once_and_counted() -> None:
 
 
 async def test_stream_cap_is_counted_in_metrics() -> None:
-    """A stream refused by xds.max_streams shows in sentinel_xds_streams_refused_total."""
+    """A stream refused by xds.max_streams shows in sentinel_xds_streams_refused_total,
+    labelled with the reason (the other reasons are present at zero)."""
     metrics = Metrics()
     srv = XdsServer(SnapshotCache(), Sidecars(metrics), max_streams=1)
     await srv.start("127.0.0.1", 0)
@@ -428,7 +433,9 @@ async def test_stream_cap_is_counted_in_metrics() -> None:
             await two.send(CLUSTER, node_id="two")
             await two.recv()
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "sentinel_xds_streams_refused_total 1.0" in metrics.render().decode()
+        text = metrics.render().decode()
+        assert 'sentinel_xds_streams_refused_total{reason="max_streams"} 1.0' in text
+        assert 'sentinel_xds_streams_refused_total{reason="max_streams_per_peer"} 0.0' in text
     finally:
         await one.close()
         if two is not None:

@@ -91,10 +91,7 @@ async def test_status_shows_each_sidecar_against_its_own_profile(service: Servic
         resp = await client.recv()
         await client.ack(resp)
         await wait_for(
-            lambda: any(
-                s["types"].get("Cluster", {}).get("state") == "SYNCED"
-                for s in service.status()["sidecars"]
-            ),
+            lambda: any(s.synced("Cluster") for s in service.status().sidecars),
             5,
             "web sidecar SYNCED in status",
         )

@@ -224,11 +224,11 @@ async def test_sidecar_state_tracks_versions(server: XdsServer, client: AdsClien
     await client.ack(resp)
     await client.expect_silence()
     (sc,) = server.sidecars.all()
-    view = sc.as_dict()
-    assert (view["node_id"], view["cluster"], view["protocol"]) == ("sc-1", "test", "sotw")
-    assert view["types"]["Cluster"]["sent"] == resp.version_info
-    assert view["types"]["Cluster"]["acked"] == resp.version_info
-    assert view["types"]["Cluster"]["state"] == "SYNCED"
+    assert (sc.node_id, sc.cluster, sc.protocol) == ("sc-1", "test", "sotw")
+    cds = sc.types[CLUSTER]
+    assert cds.sent_version == resp.version_info
+    assert cds.acked_version == resp.version_info
+    assert cds.state() is SyncState.SYNCED
 
 
 async def test_first_request_with_old_nonce_is_answered(

@@ -23,7 +23,7 @@ def test_envoy_validates_generated_bootstrap(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "xds.cli",
+            "xds.ops.cli",
             "bootstrap",
             "--node-id",
             "n",

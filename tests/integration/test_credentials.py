@@ -2,11 +2,12 @@
 
 A real Redis with ``requirepass`` and an ACL user for applications, a real
 Sentinel with its own password, the control plane as a real process reading
-every password from a file or an environment variable, and a real Envoy: the
-sidecar authenticates upstream as the ACL user and demands AUTH from its
-clients. Then every log line and every admin response is searched for each
-secret value, after a NACK that quotes a password-bearing resource (as Envoy's
-validation errors do) has gone through ``/status`` and the log.
+its own passwords from a 0600 file or an environment variable, and a real
+Envoy that reads the sidecar passwords from files on its own host (the
+default: they never travel over xDS): the sidecar authenticates upstream as
+the ACL user and demands AUTH from its clients. Then every log line and every
+admin response is searched for each secret value, after a NACK that quotes a
+secret the control plane holds has gone through ``/status`` and the log.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient
 from tests.integration.conftest import GROUP
 from tests.resp import OneConnection, RespError
+from xds.ads.sidecars import SyncState
 from xds.ads.snapshot import CLUSTER
 from xds.lab import EnvoyProcess, RedisNode, SentinelNode, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
@@ -79,10 +81,11 @@ def auth_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Auth
         )
         secret_dir = tmp_path / "secrets"
         secret_dir.mkdir(mode=0o700)
-        (secret_dir / "watcher.pass").write_text(pw["watcher"] + "\n")
-        (secret_dir / "app.pass").write_text(pw["app"])
+        for name, value in (("watcher", pw["watcher"] + "\n"), ("app", pw["app"]),
+                            ("client", pw["client"])):
+            (secret_dir / f"{name}.pass").write_text(value)
+            (secret_dir / f"{name}.pass").chmod(0o600)
         monkeypatch.setenv("SX_TEST_SENTINEL_PASSWORD", pw["sentinel"])
-        monkeypatch.setenv("SX_TEST_CLIENT_PASSWORD", pw["client"])
         listen = Address("127.0.0.1", free_port())
         xds, admin = Address("127.0.0.1", free_port()), Address("127.0.0.1", free_port())
         config: dict[str, Any] = yaml.safe_load(
@@ -93,9 +96,11 @@ def auth_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Auth
         config["redis_auth"] = {"password_file": str(secret_dir / "watcher.pass")}
         config["groups"][GROUP]["upstream_auth"] = {
             "username": "app",
-            "password_file": str(secret_dir / "app.pass"),
+            "sidecar_password_file": str(secret_dir / "app.pass"),
         }
-        config["groups"][GROUP]["downstream_auth"] = {"password_env": "SX_TEST_CLIENT_PASSWORD"}
+        config["groups"][GROUP]["downstream_auth"] = {
+            "sidecar_password_file": str(secret_dir / "client.pass")
+        }
         cp = ControlPlane(tmp_path, yaml.safe_dump(config), xds, admin).start()
         envoy = cp.start_sidecar(tmp_path, "sidecar-auth", listen)
         yield AuthStack(pw, primary, cp, envoy, listen)
@@ -103,22 +108,21 @@ def auth_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Auth
         stop_all()
 
 
-async def nack_quoting_the_cluster(cp: ControlPlane, password: str) -> AdsClient:
-    """Fetch the Cluster as a raw client and NACK it quoting the password, as Envoy's
-    validation errors quote the resource; returns the open client (its NACK shows in
-    /status while it is connected). Any client of a plaintext listener can read the
-    password this way: docs/security.md asks for mutual TLS."""
+async def nack_quoting_a_secret(cp: ControlPlane, sidecar_pw: str, secret: str) -> AdsClient:
+    """Fetch the Cluster as a raw client (it must not carry the sidecar's password:
+    only the file's path travels) and NACK it quoting a secret the control plane holds;
+    returns the open client (its NACK shows in /status while it is connected)."""
     raw = AdsClient(str(cp.xds))
     try:
         await raw.send(CLUSTER, node_id="nacker")
         resp = await raw.recv()
-        assert password.encode() in bytes(resp), "the Cluster should carry the password"
-        error = f'Proto constraint validation failed: inline_string: "{password}"'
+        assert sidecar_pw.encode() not in bytes(resp), "a sidecar password travelled over xDS"
+        error = f'Proto constraint validation failed: inline_string: "{secret}"'
         await raw.send(CLUSTER, nonce=resp.nonce, error=error)
         wait_until(
             lambda: any(
-                sc["types"].get("Cluster", {}).get("state") == "NACKED"
-                for sc in cp.status()["sidecars"]
+                (ts := sc.type("Cluster")) is not None and ts.state is SyncState.NACKED
+                for sc in cp.status().sidecars
             ),
             10,
             what="the NACK in /status",
@@ -151,7 +155,7 @@ async def test_credentials_reach_redis_and_no_secret_is_ever_printed(
         users = {e.get("user") for e in c.client_list()}
     assert "app" in users, "Envoy's upstream connection is not authenticated as 'app'"
 
-    raw = await nack_quoting_the_cluster(cp, pw["app"])
+    raw = await nack_quoting_a_secret(cp, pw["app"], pw["watcher"])
     try:
         outputs = {
             path: _get(cp, path).decode() for path in ("/status", "/metrics", "/events", "/readyz")
@@ -170,4 +174,4 @@ async def test_credentials_reach_redis_and_no_secret_is_ever_printed(
     assert pw["app"] not in dump and pw["client"] not in dump and "[redacted]" in dump
     assert "upstream AUTH as app" in outputs["check-config"]
     assert any(e["event"] == "xds.nack" for e in cp.events())
-    assert cp.events("xds.transport.unprotected"), "plaintext with passwords must warn"
+    assert not cp.events("xds.transport.unprotected"), "loopback plaintext without inline passwords"

@@ -23,7 +23,8 @@ from tests.resp import OneConnection
 from xds.lab import RedisNode, wait_until
 from xds.ops.admin_client import AdminClient
 from xds.ops.cli import main
-from xds.ops.drain import DrainOptions, DrainResult, run_drain
+from xds.ops.drain import DrainOptions, run_drain
+from xds.ops.drain_output import DrainResult
 from xds.ops.drain_plan import Budget
 
 pytestmark = pytest.mark.integration
@@ -98,14 +99,12 @@ def test_drain_primary_loses_no_write_then_is_idempotent_and_undrains(
 
     admin = AdminClient(f"http://{stack.control_plane.admin}")
     failovers = wait_until(lambda: admin.events(5), 35, what="failover.completed on /events")
-    assert [(f["old"], f["new"], f["trigger"]) for f in failovers] == [
-        (str(old), str(new), "drain")
-    ]
-    assert (failovers[0]["acked"], failovers[0]["sidecars"]) == (1, 1)
+    assert [(f.old, f.new, f.trigger) for f in failovers] == [(str(old), str(new), "drain")]
+    assert (failovers[0].acked, failovers[0].sidecars) == (1, 1)
 
     def drained_in_status() -> bool:
-        (group,) = stack.control_plane.status()["groups"]
-        return str(old) in group["drained"]
+        (group,) = stack.control_plane.status().groups
+        return str(old) in group.drained
 
     wait_until(drained_in_status, 15, what="the drained node marked drained in /status")
     capsys.readouterr()

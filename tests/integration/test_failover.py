@@ -136,10 +136,8 @@ def test_control_plane_restart_causes_no_churn_and_routing_continues(stack: Stac
     def reconnected() -> bool:
         status = stack.control_plane.status()
         return any(
-            sc["node_id"] == "sidecar-1"
-            and sc["types"].get("Cluster", {}).get("state") == "SYNCED"
-            and sc["types"].get("Listener", {}).get("state") == "SYNCED"
-            for sc in status["sidecars"]
+            sc.node_id == "sidecar-1" and sc.synced("Cluster", "Listener")
+            for sc in status.sidecars
         )
 
     wait_until(reconnected, 30, interval=0.2, what="sidecar re-synced with restarted control plane")

@@ -23,6 +23,7 @@ from tests.resp import OneConnection
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
 from xds.resources.bootstrap import bootstrap_yaml
+from xds.service.admin_documents import SidecarState
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,8 @@ class HaStack:
         return found[0]
 
 
-def _sidecar(cp: ControlPlane) -> dict[str, Any] | None:
-    for sc in cp.status()["sidecars"]:
-        if sc["node_id"] == NODE:
-            return dict(sc)
-    return None
+def _sidecar(cp: ControlPlane) -> SidecarState | None:
+    return cp.status().sidecar(NODE)
 
 
 def _synced_on(cp: ControlPlane, primary: Address | None = None) -> bool:
@@ -59,12 +57,9 @@ def _synced_on(cp: ControlPlane, primary: Address | None = None) -> bool:
     sc = _sidecar(cp)
     if sc is None:
         return False
-    types = sc["types"]
-    if any(types.get(t, {}).get("state") != "SYNCED" for t in ("Listener", "Cluster")):
+    if not sc.synced("Listener", "Cluster", "ClusterLoadAssignment"):
         return False
-    if types.get("ClusterLoadAssignment", {}).get("state") != "SYNCED":
-        return False
-    return primary is None or sc["primaries"].get(GROUP) == str(primary)
+    return primary is None or sc.primaries.get(GROUP) == str(primary)
 
 
 @pytest.fixture
@@ -103,7 +98,7 @@ def test_replicas_agree_and_losing_one_causes_no_config_churn(
     Envoy ACKed. kill -9 of the replica holding the sidecar's stream: Envoy reconnects to
     the other, re-ACKs the very same versions, modifies no cluster or listener, and keeps
     routing to the primary."""
-    first, second = (cp.status()["versions"] for cp in ha.replicas)
+    first, second = (cp.status().versions for cp in ha.replicas)
     assert first == second
     assert set(first) == {"Listener", "Cluster", "ClusterLoadAssignment"}
     connected = ha.only_connected()
@@ -119,7 +114,7 @@ def test_replicas_agree_and_losing_one_causes_no_config_churn(
 
     sc = _sidecar(survivor)
     assert sc is not None
-    assert {t: sc["types"][t]["acked"] for t in first} == first
+    assert {t: sc.types[t].acked for t in first} == first
     assert ha.envoy.xds_state() == (versions, clusters_modified, listeners_modified)
     assert ha.envoy.stats().get("control_plane.connected_state") == 1
     conn = OneConnection("127.0.0.1", ha.listen.port)

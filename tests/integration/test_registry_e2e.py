@@ -81,7 +81,7 @@ def sidecar_bootstrap(
     argv = [
         sys.executable,
         "-m",
-        "xds.cli",
+        "xds.ops.cli",
         "bootstrap",
         "--node-id",
         name,

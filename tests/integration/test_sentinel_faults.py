@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_sentinel_watch import Address, Credentials, RedisSentinelIO
+from redis_sentinel_watch import Address, Credentials, Health, RedisSentinelIO, WatchError
 from redis_sentinel_watch.auth import Secret
 from tests.integration.conftest import GROUP, Stack, start_stack
 from tests.integration.watchers import EnvoyWatch, FirstTime
 from tests.integration.writer import Writer
 from xds.lab import RedisNode, SentinelNode, wait_until
+from xds.service.admin_documents import GroupState
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +49,10 @@ def missing_on(node: RedisNode, keys: list[str]) -> list[str]:
         return [k for k, present in zip(keys, pipe.execute(), strict=True) if not present]
 
 
-def group_status(stack: Stack) -> dict[str, object]:
-    groups = stack.control_plane.status()["groups"]
-    return next(g for g in groups if g["name"] == GROUP)
+def group_status(stack: Stack) -> GroupState:
+    group = stack.control_plane.status().group(GROUP)
+    assert group is not None, f"/status has no group {GROUP}"
+    return group
 
 
 def test_kill_primary_sidecar_switches_once_replica_reports_master(
@@ -125,7 +127,7 @@ def test_leader_killed_after_promotion_sidecar_switches_without_majority(
         for s in stack.cluster.sentinels:
             try:
                 flags = [r.get("flags", "") for r in s.known_replicas(GROUP)]
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, WatchError, OSError):
                 continue
             if any("promoted" in f.split(",") for f in flags):
                 s.kill()
@@ -144,7 +146,7 @@ def test_leader_killed_after_promotion_sidecar_switches_without_majority(
             "switching without a majority"
         )
         status = group_status(stack)
-        assert status["primary"] == str(replica.address) and status["provisional"] is True
+        assert status.primary == str(replica.address) and status.provisional is True
 
         wait_until(
             lambda: all(s.master_addr(GROUP) == replica.address for s in survivors),
@@ -153,7 +155,7 @@ def test_leader_killed_after_promotion_sidecar_switches_without_majority(
             what="the surviving Sentinels to redo the failover",
         )
         wait_until(
-            lambda: group_status(stack)["provisional"] is False,
+            lambda: group_status(stack).provisional is False,
             10,
             interval=0.1,
             what="the control plane to see the promotion confirmed",
@@ -166,8 +168,8 @@ def test_leader_killed_after_promotion_sidecar_switches_without_majority(
     assert result.connection_lost is None
     assert missing_on(replica, result.acked[before:]) == []
     confirmed = group_status(stack)
-    assert confirmed["primary"] == str(replica.address)
-    assert isinstance(confirmed["config_epoch"], int) and confirmed["config_epoch"] >= 1
+    assert confirmed.primary == str(replica.address)
+    assert confirmed.config_epoch >= 1
 
 
 def test_stale_sentinel_and_restarted_old_primary_never_win_then_all_sentinels_down(
@@ -202,14 +204,14 @@ def test_stale_sentinel_and_restarted_old_primary_never_win_then_all_sentinels_d
             30,
             interval=0.1,
             what="the stale Sentinel to catch up",
-            ignore=(redis.RedisError, OSError),
+            ignore=(redis.RedisError, WatchError, OSError),
         )
         wait_until(
             lambda: old_node.role() == "slave",
             30,
             interval=0.1,
             what="Sentinel to demote the restarted old primary",
-            ignore=(redis.RedisError, OSError),
+            ignore=(redis.RedisError, WatchError, OSError),
         )
         before = len(writer.result.acked)
         wait_until(lambda: writer.acked_since(before) >= 10, 15, what="writes after the rejoin")
@@ -218,7 +220,7 @@ def test_stale_sentinel_and_restarted_old_primary_never_win_then_all_sentinels_d
     for s in stack.cluster.sentinels:
         s.stop()
     wait_until(
-        lambda: group_status(stack)["degraded"] is True,
+        lambda: group_status(stack).degraded is True,
         15,
         interval=0.1,
         what="/status to report the group degraded",
@@ -227,7 +229,7 @@ def test_stale_sentinel_and_restarted_old_primary_never_win_then_all_sentinels_d
     wait_until(lambda: writer.acked_since(before) >= 20, 15, what="writes with no Sentinel")
     result = writer.stop()
     status = group_status(stack)
-    assert status["primary"] == str(replica.address) and status["health"] == "degraded"
+    assert status.primary == str(replica.address) and status.health is Health.DEGRADED
     assert not stack.control_plane.ready()
     assert stack.envoy_hosts() == [replica.address]
     assert result.connection_lost is None

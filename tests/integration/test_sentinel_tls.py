@@ -4,7 +4,7 @@ A real primary and replica (``port 0``, ``tls-port``, ``tls-replication yes``) a
 three TLS-only Sentinels that talk to Redis and to each other over TLS, all with
 certificates from a CA the test makes, and ``tls-auth-clients yes`` so every
 client must present a certificate. The control plane's own :class:`Watcher` and
-:class:`RedisSentinelIO` run in-process, built exactly as ``xds/service.py``
+:class:`RedisSentinelIO` run in-process, built exactly as ``xds/service/app.py``
 builds them from a :class:`~xds.service.config.Config` parsed from YAML text, so the
 path under test is config ``tls:`` → :class:`TlsSettings` → redis-py SSL
 options → a real TLS handshake with the client certificate.

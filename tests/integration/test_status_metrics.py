@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis_sentinel_watch import Address
 from tests.adsclient import AdsClient
 from tests.support import wait_for
+from xds.ads.sidecars import SyncState
 from xds.ads.snapshot import CLUSTER
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, wait_until
 from xds.lab.controlplane import ControlPlane
@@ -79,13 +80,6 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
         t.stop()
 
 
-def sidecar(status: dict[str, object], node_id: str) -> dict[str, dict[str, dict[str, str]]]:
-    for sc in status["sidecars"]:  # type: ignore[attr-defined]
-        if sc["node_id"] == node_id:
-            return sc  # type: ignore[no-any-return]
-    return {}
-
-
 async def test_status_shows_nacked_and_stale_and_metrics_move_on_failover(
     topology: Topology, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -95,7 +89,7 @@ async def test_status_shows_nacked_and_stale_and_metrics_move_on_failover(
     sentinel-event failover, the new primary as info; events shows it ACKed 1/1."""
     admin = AdminClient(f"http://{topology.cp.admin}")
     await check_status_nacked_and_stale(topology, admin, capsys)
-    await wait_for(lambda: not sidecar(admin.status(), "stale-1"), 5, "stale-1 gone")
+    await wait_for(lambda: admin.status().sidecar("stale-1") is None, 5, "stale-1 gone")
     check_metrics_and_events_across_failover(topology, admin, capsys)
 
 
@@ -104,15 +98,16 @@ async def check_status_nacked_and_stale(
 ) -> None:
 
     def nacked() -> bool:
-        sc = sidecar(admin.status(), "sidecar-nack")
-        return sc.get("types", {}).get("Listener", {}).get("state") == "NACKED"
+        sc = admin.status().sidecar("sidecar-nack")
+        lds = sc.type("Listener") if sc is not None else None
+        return lds is not None and lds.state is SyncState.NACKED
 
     wait_until(nacked, 20, what="Envoy to NACK the Listener")
     raw = AdsClient(str(topology.cp.xds))
     try:
         await raw.send(CLUSTER, node_id="stale-1")
         await raw.recv()  # the Cluster arrives; it is never ACKed
-        await wait_for(lambda: bool(sidecar(admin.status(), "stale-1")), 5, "stale-1 listed")
+        await wait_for(lambda: admin.status().sidecar("stale-1") is not None, 5, "stale-1 listed")
 
         capsys.readouterr()
         code = main(["status", "--admin", str(topology.cp.admin)])
@@ -164,10 +159,10 @@ def check_metrics_and_events_across_failover(
         after
     )
 
-    assert [(f["old"], f["new"], f["trigger"]) for f in failovers] == [
+    assert [(f.old, f.new, f.trigger) for f in failovers] == [
         (str(old), str(new), "sentinel-event")
     ]
-    assert (failovers[0]["acked"], failovers[0]["sidecars"]) == (1, 1)
+    assert (failovers[0].acked, failovers[0].sidecars) == (1, 1)
     capsys.readouterr()
     assert main(["events", "--admin", str(topology.cp.admin), "-n", "3"]) == 0
     out = capsys.readouterr().out

@@ -24,6 +24,7 @@ from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 
 from redis_sentinel_watch import Address
+from redis_sentinel_watch.auth import Secret
 from tests.certs import SERVER_NAME, Pair, TestCA
 from tests.component.conftest import A, snap
 from tests.integration.conftest import GROUP
@@ -36,6 +37,7 @@ from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_unt
 from xds.lab.controlplane import ControlPlane, config_yaml
 from xds.ops.cli import main
 from xds.resources.bootstrap import XdsClientTls, bootstrap_dict, bootstrap_yaml
+from xds.service.admin_documents import StatusDocument
 from xds.service.admin_http import AdminServer
 from xds.service.config import ConfigError, load_config_text
 from xds.service.tls import ServerTls, server_credentials, transport_warning
@@ -188,7 +190,7 @@ def test_envoy_refuses_a_control_plane_whose_certificate_lacks_the_sni_name(
         )
         assert envoy.ready_state() == "PRE_INITIALIZING"
         assert envoy.listeners() == []
-        nodes = {sc["node_id"] for sc in mtls.control_plane.status()["sidecars"]}
+        nodes = {sc.node_id for sc in mtls.control_plane.status().sidecars}
         assert "wrong-sni" not in nodes
     finally:
         envoy.stop()
@@ -341,25 +343,32 @@ def test_xds_tls_config_is_checked_like_the_server_will_load_it(tmp_path: Path) 
 # --------------------------------------------------------------------------- admin listener
 
 
-async def test_admin_binds_loopback_by_default_and_warns_when_bound_elsewhere() -> None:
-    """The admin listener defaults to 127.0.0.1; starting it on loopback logs nothing, and a
-    non-loopback address logs admin.not_loopback (here on TEST-NET-1, which cannot be bound,
-    so nothing is exposed; the warning comes before the bind)."""
+async def test_admin_binds_loopback_by_default_and_refuses_elsewhere_without_token() -> None:
+    """The admin listener defaults to 127.0.0.1 and starts there without a token; a
+    non-loopback address without one is refused before binding (here TEST-NET-1, which
+    cannot be bound: a ConfigError, not an OSError, proves no bind was tried); with a token
+    the bind is attempted (and fails here, so nothing is exposed)."""
     config = load_config_text(
         "sentinels: ['127.0.0.1:26379']\n"
         "groups: {g: {listen: '127.0.0.1:6379'}}\n"
         "xds: {listen: '127.0.0.1:18000'}\n"
     )
     assert config.admin_listen.is_loopback and config.admin_listen.host == "127.0.0.1"
-    admin = AdminServer(lambda: {}, lambda: (True, "ok"))
+    empty = StatusDocument(True, "ok", {}, (), (), (), ())
+    admin = AdminServer(lambda: empty, lambda: (True, "ok"))
     with structlog.testing.capture_logs() as logs:
         await admin.start(Address("127.0.0.1", 0))
         await admin.stop()
-    assert not [e for e in logs if e["event"] == "admin.not_loopback"]
-    with structlog.testing.capture_logs() as logs, pytest.raises(OSError):
-        await AdminServer(lambda: {}, lambda: (True, "ok")).start(Address("192.0.2.1", free_port()))
-    (warning,) = [e for e in logs if e["event"] == "admin.not_loopback"]
-    assert warning["log_level"] == "warning" and warning["listen"].startswith("192.0.2.1:")
+    (listening,) = [e for e in logs if e["event"] == "admin.listening"]
+    assert listening["operator_auth"] == "none (loopback only)"
+    with pytest.raises(ConfigError, match=r"admin\.token_file"):
+        await AdminServer(lambda: empty, lambda: (True, "ok")).start(
+            Address("192.0.2.1", free_port())
+        )
+    with pytest.raises(OSError):
+        await AdminServer(
+            lambda: empty, lambda: (True, "ok"), token=Secret("a-token-of-16-chars-or-more")
+        ).start(Address("192.0.2.1", free_port()))
 
 
 def test_transport_warning_names_what_is_exposed(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from xds.lab import EnvoyProcess, free_port, wait_until
 from xds.resources.bootstrap import AdsMode, bootstrap_yaml
 from xds.resources.profiles import Profiles
 from xds.resources.redis_group import GroupSpec
+from xds.service.admin_build import sidecar_state
 from xds.service.config import Config, parse_config
 
 pytestmark = pytest.mark.integration
@@ -159,7 +160,7 @@ async def test_nacked_listener_is_not_resent_and_last_good_config_kept(
         lds = sc.types[LISTENER]
         await until(lambda: lds.state() is SyncState.NACKED, "LDS NACK")
         assert str(taken.port) in lds.nack_detail
-        assert sc.as_dict()["types"]["Listener"]["state"] == "NACKED"
+        assert sidecar_state(sc, {}).types["Listener"].state is SyncState.NACKED  # as /status shows
         assert proxy.listener_ready(good.port), "Envoy dropped its last good listener"
 
         fresh = Address("127.0.0.1", free_port())

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import redis
 
-from redis_sentinel_watch import Address
+from redis_sentinel_watch import Address, WatchError
 from tests.integration.conftest import Stack
 
 
@@ -106,7 +106,7 @@ class FirstTime(_Poller):
     def tick(self) -> bool:
         try:
             done = self._predicate()
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, WatchError, OSError):
             done = False  # Sentinel kills normal clients as it promotes a node
         if done:
             self.at = time.monotonic()

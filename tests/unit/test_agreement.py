@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -9,6 +11,7 @@ from redis_sentinel_watch import Address, GroupTopology, GroupView, Health, Sent
 from redis_sentinel_watch.agreement import (
     Promotion,
     PromotionStatus,
+    assess_dissent,
     candidate,
     decide_group,
     majority,
@@ -374,3 +377,99 @@ def test_promotion_properties(
     assert topo.config_epoch == last.config_epoch
     winner, _ = candidate(views, "g", configured)
     assert winner is None or winner.config_epoch <= p.base_epoch
+
+
+# --------------------------------------------------------------------------- dissent
+
+
+def dissent_of(views: list[SentinelView], configured: int = 5) -> dict[Address, tuple[str, ...]]:
+    return {d.sentinel: d.reasons for d in assess_dissent(views, "g", configured, (), 0.0)}
+
+
+def test_dissent_other_primary() -> None:
+    """A Sentinel naming another node at the majority's epoch is outvoted, and reported."""
+    views = [view(S[0], A, 3), view(S[1], A, 3), view(S[2], A, 3), view(S[3], B, 3), down(S[4])]
+    assert dissent_of(views) == {S[3]: ("other-primary",)}
+    (d,) = assess_dissent(views, "g", 5, (), 0.0)
+    assert (d.primary, d.epoch, d.majority_primary, d.majority_epoch) == (B, 3, A, 3)
+
+
+def test_dissent_higher_epoch() -> None:
+    """A rogue Sentinel at a higher epoch loses the vote (the majority keeps A) but is reported;
+    a Sentinel merely behind on the epoch of the same primary is not dissent."""
+    views = [view(S[0], A, 3), view(S[1], A, 3), view(S[2], A, 3), view(S[3], C, 9)]
+    views.append(view(S[4], A, 1))
+    assert dissent_of(views) == {S[3]: ("other-primary", "higher-epoch")}
+    topo = decide_group("g", views, 5, published(A, 3), {A: "master"}, dissent_grace_s=0)
+    assert topo.primary == A and topo.config_epoch == 3 and topo.health is Health.OK
+    assert [(d.sentinel, d.primary, d.epoch) for d in topo.dissent] == [(S[3], C, 9)]
+    same_primary = [view(S[0], A, 3), view(S[1], A, 3), view(S[2], A, 7)]
+    assert dissent_of(same_primary, 3) == {S[2]: ("higher-epoch",)}
+
+
+def test_dissent_tilt() -> None:
+    """A Sentinel in TILT does not vote; it is reported even when its view matches."""
+    views = [view(S[0], A, 3), view(S[1], A, 3), view(S[2], A, 3, tilt=True)]
+    assert dissent_of(views, 3) == {S[2]: ("tilt",)}
+
+
+def test_no_dissent_without_a_majority_or_from_unreachable_sentinels() -> None:
+    """Nothing to dissent from without a majority; an unreachable Sentinel has no view."""
+    assert dissent_of([view(S[0], A, 1), view(S[1], B, 2), down(S[2])], 3) == {}
+    assert dissent_of([view(S[0], A, 1), view(S[1], A, 1), down(S[2])], 3) == {}
+
+
+def test_dissent_reported_after_the_grace_and_dated_from_first_seen() -> None:
+    """A disagreement is reported once it has lasted dissent_grace_s (the leader running
+    ahead during a failover is shorter); unchanged, it keeps its date from decision to
+    decision; a different disagreement starts again. dissent_seen is not compared."""
+    views = [view(S[0], A, 3), view(S[1], A, 3), view(S[2], C, 9)]
+
+    def decide(last: GroupTopology | None, now: float, vs: list[SentinelView]) -> GroupTopology:
+        return decide_group("g", vs, 3, last, {A: "master"}, now=now, dissent_grace_s=5.0)
+
+    first = decide(published(A, 3), 100.0, views)
+    assert first.dissent == () and [d.since for d in first.dissent_seen] == [100.0]
+    assert first == replace(first, dissent_seen=())  # dissent_seen is not compared
+    later = decide(first, 104.9, views)
+    assert later.dissent == ()
+    reported = decide(later, 105.0, views)
+    assert [(d.sentinel, d.since) for d in reported.dissent] == [(S[2], 100.0)]
+    assert reported != later  # a reported dissent is a change of topology
+    other = [view(S[0], A, 3), view(S[1], A, 3), view(S[2], C, 10)]
+    moved = decide(reported, 106.0, other)
+    assert moved.dissent == () and [d.since for d in moved.dissent_seen] == [106.0]
+    cleared = decide(moved, 200.0, [view(s, A, 3) for s in S[:3]])
+    assert cleared.dissent == () and cleared.dissent_seen == ()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([A, B, C]), st.integers(0, 4), st.booleans()),
+        min_size=5,
+        max_size=5,
+    )
+)
+def test_dissent_never_changes_the_decision(answers: list[tuple[Address, int, bool]]) -> None:
+    """Dissent is reported next to the decision, never instead of it: the primary, epoch and
+    health are what they are without it, and a Sentinel is reported only if it differs from
+    the majority pair (or is in TILT)."""
+    views = [view(s, p, e, tilt=t) for s, (p, e, t) in zip(S, answers, strict=True)]
+    last = published(A, 0)
+    topo = decide_group("g", views, 5, last, {A: "master", B: "master", C: "master"})
+    plain = decide_group(
+        "g", views, 5, last, {A: "master", B: "master", C: "master"}, dissent_grace_s=1e9
+    )
+    assert (topo.primary, topo.config_epoch, topo.health) == (
+        plain.primary,
+        plain.config_epoch,
+        plain.health,
+    )
+    winner, _ = candidate(views, "g", 5)
+    for d in topo.dissent:
+        gv = next(v for v in views if v.sentinel == d.sentinel)
+        assert winner is not None
+        assert gv.tilt or (gv.groups["g"].primary, gv.groups["g"].config_epoch) != (
+            winner.primary,
+            winner.config_epoch,
+        )

@@ -1,7 +1,8 @@
-"""Tests for xds.config: loading, defaults and one clear error per broken config."""
+"""Tests for xds.service.config: loading, defaults and one clear error per broken config."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,9 @@ import pytest
 import yaml
 
 from redis_sentinel_watch.model import Address
+from xds.ads.limits import DEFAULT_FIRST_REQUEST_TIMEOUT_S, DEFAULT_MAX_STREAMS_PER_PEER
+from xds.ads.node import DEFAULT_MAX_NODE_BYTES
+from xds.ads.server import DEFAULT_MAX_STREAMS
 from xds.service.config import (
     Config,
     ConfigError,
@@ -19,6 +23,9 @@ from xds.service.config import (
     load_config_text,
     parse_config,
 )
+from xds.service.config_doc import DOC_PATH, render
+from xds.service.config_keys import ADMIN, GROUP, LOG, TOP, WATCH
+from xds.service.config_schema import sections
 
 MINIMAL = """\
 sentinels: ["127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"]
@@ -323,6 +330,78 @@ BROKEN: list[Any] = [
         "expected a 'host:port' string, got int",
         id="admin-listen-int",
     ),
+    pytest.param(
+        _set("sentinels", ["127.0.0.1:26379", "localhost:26379"]),
+        "sentinels[1]",
+        "duplicate of sentinels[0] (127.0.0.1:26379), spelled localhost:26379",
+        id="sentinel-duplicate-localhost",
+    ),
+    pytest.param(
+        _set("sentinels", ["[::ffff:127.0.0.1]:26379", "127.0.0.1:26379"]),
+        "sentinels[1]",
+        "duplicate of sentinels[0] ([::ffff:127.0.0.1]:26379), spelled 127.0.0.1:26379",
+        id="sentinel-duplicate-ipv4-mapped",
+    ),
+    pytest.param(
+        _set("groups.mymaster.listen", "redis.local:6379"),
+        "groups.mymaster.listen",
+        "'redis.local' is a host name; Envoy listeners need an IP address",
+        id="listen-hostname",
+    ),
+    pytest.param(
+        _set("groups.mymaster.listen", "localhost:6379"),
+        "groups.mymaster.listen",
+        "'localhost' is a host name",
+        id="listen-localhost",
+    ),
+    pytest.param(
+        _set("admin.listen", "0.0.0.0:9200"),
+        "admin.listen",
+        "0.0.0.0:9200 is not loopback: set admin.token_file",
+        id="admin-beyond-loopback-without-token",
+    ),
+    pytest.param(
+        _set("admin.token_file", 7),
+        "admin.token_file",
+        "expected a file path, got int",
+        id="admin-token-file-int",
+    ),
+    pytest.param(
+        _set("xds.max_streams_per_peer", 5001),
+        "xds.max_streams_per_peer",
+        "must be between 1 and 5000 (xds.max_streams), got 5001",
+        id="per-peer-above-max-streams",
+    ),
+    pytest.param(
+        _set("xds.max_streams_per_peer", 0),
+        "xds.max_streams_per_peer",
+        "must be between 1 and 1000000, got 0",
+        id="per-peer-zero",
+    ),
+    pytest.param(
+        _set("xds.first_request_timeout_s", 0.05),
+        "xds.first_request_timeout_s",
+        "must be >= 0.1 and <= 300, got 0.05",
+        id="first-request-timeout-too-small",
+    ),
+    pytest.param(
+        _set("xds.first_request_timeout_s", 301),
+        "xds.first_request_timeout_s",
+        "must be >= 0.1 and <= 300, got 301",
+        id="first-request-timeout-too-big",
+    ),
+    pytest.param(
+        _set("xds.max_node_bytes", 1023),
+        "xds.max_node_bytes",
+        "must be between 1024 and 4194304, got 1023",
+        id="max-node-bytes-too-small",
+    ),
+    pytest.param(
+        _set("xds.max_node_bytes", 4 * 1024 * 1024 + 1),
+        "xds.max_node_bytes",
+        "must be between 1024 and 4194304",
+        id="max-node-bytes-too-big",
+    ),
     # watch
     pytest.param(
         _set("watch.poll_interval_s", 0),
@@ -525,3 +604,94 @@ def test_error_without_field_is_just_the_message() -> None:
     err = ConfigError("", "something is wrong")
     assert str(err) == "something is wrong"
     assert (err.field, err.message) == ("", "something is wrong")
+
+
+# ------------------------------------------------------------------ xds limits, admin token
+
+
+def test_xds_limits_parse_and_default_from_the_protocol() -> None:
+    """The stream limits are read from xds.*; absent, they are the protocol's own defaults
+    (one definition, in xds.ads), and the per-peer default never exceeds max_streams."""
+    cfg = load_config_text(MINIMAL)
+    assert (cfg.xds_max_streams, cfg.xds_max_streams_per_peer) == (DEFAULT_MAX_STREAMS, 64)
+    assert cfg.xds_max_streams_per_peer == DEFAULT_MAX_STREAMS_PER_PEER
+    assert cfg.xds_first_request_timeout_s == DEFAULT_FIRST_REQUEST_TIMEOUT_S == 10.0
+    assert cfg.xds_max_node_bytes == DEFAULT_MAX_NODE_BYTES == 262_144
+    assert Config((), (), Address("127.0.0.1", 1)).xds_max_streams == DEFAULT_MAX_STREAMS
+    data = minimal()
+    data["xds"].update(max_streams=10)
+    assert parse_config(data).xds_max_streams_per_peer == 10
+    data["xds"].update(max_streams_per_peer=3, first_request_timeout_s=0.1, max_node_bytes=1024)
+    cfg = parse_config(data)
+    assert (cfg.xds_max_streams_per_peer, cfg.xds_max_node_bytes) == (3, 1024)
+    assert cfg.xds_first_request_timeout_s == 0.1
+    assert isinstance(cfg.xds_first_request_timeout_s, float)
+
+
+def _token_config(
+    tmp_path: Path, token: str, mode: int = 0o600, listen: str = "0.0.0.0:9200"
+) -> str:
+    path = tmp_path / "admin.token"
+    path.write_text(token + "\n")
+    path.chmod(mode)
+    return MINIMAL + f'admin: {{listen: "{listen}", token_file: "{path}"}}\n'
+
+
+def test_admin_token_file_allows_a_non_loopback_admin(tmp_path: Path) -> None:
+    """With a token file (0600, 16+ characters) the admin API may listen beyond loopback;
+    the token is read through the secret-file rules and never printed."""
+    cfg = load_config_text(_token_config(tmp_path, "0123456789abcdef-token"))
+    assert cfg.admin_listen == Address("0.0.0.0", 9200)
+    assert cfg.admin_token_file == str(tmp_path / "admin.token")
+    assert cfg.admin_token is not None and cfg.admin_token.reveal() == "0123456789abcdef-token"
+    assert "0123456789abcdef" not in repr(cfg)
+    lazy = load_config_text(
+        _token_config(tmp_path, "0123456789abcdef-token"), resolve_secrets=False
+    )
+    assert lazy.admin_token is None and lazy.admin_token_file == cfg.admin_token_file
+
+
+@pytest.mark.parametrize(
+    ("token", "mode", "fragment"),
+    [
+        ("short-token", 0o600, "it holds 11 characters; at least 16 are required"),
+        ("0123456789abcdef-token", 0o644, "mode 0644 gives group or others access"),
+    ],
+)
+def test_admin_token_file_rules(tmp_path: Path, token: str, mode: int, fragment: str) -> None:
+    """A short or readable-by-others token file is refused naming admin.token_file."""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(_token_config(tmp_path, token, mode))
+    assert info.value.field == "admin.token_file"
+    assert fragment in info.value.message and token not in str(info.value)
+
+
+# ------------------------------------------------------------------ one declaration, docs
+
+
+def test_docs_config_md_is_generated_from_the_declarations() -> None:
+    """docs/config.md is exactly what the declarations render. If this fails, run
+    `python -m xds.service.config_doc` and commit docs/config.md."""
+    assert DOC_PATH.read_text(encoding="utf-8") == render(), (
+        "docs/config.md is stale: run `.venv/bin/python -m xds.service.config_doc`"
+    )
+
+
+def test_every_declared_key_is_in_the_reference_and_the_example() -> None:
+    """Each key of each section has a row in docs/config.md and appears (set or
+    commented) in envoy/sentinel-xds.yaml, the example operators copy."""
+    example = (DOC_PATH.parents[1] / "envoy" / "sentinel-xds.yaml").read_text()
+    doc = render()
+    for section in sections(TOP):
+        for key in section.keys:
+            assert f"| `{key.name}` |" in doc
+            assert re.search(rf"\b{key.name}:", example), f"{section.name}: {key.name}"
+
+
+def test_dataclass_defaults_are_the_declared_ones() -> None:
+    """WatchConfig, LogConfig, GroupConfig and Config default to what the reference says."""
+    for section, value in ((WATCH, WatchConfig()), (LOG, LogConfig())):
+        for key in section.keys:
+            assert getattr(value, key.name) == key.default, key.name
+    assert GroupConfig("g", Address("127.0.0.1", 1)).op_timeout_ms == GROUP["op_timeout_ms"].default
+    assert Config((), (), Address("127.0.0.1", 1)).admin_listen == ADMIN["listen"].default

@@ -60,6 +60,7 @@ def test_password_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     username is kept; nothing prints the password."""
     secret_file = tmp_path / "pass"
     secret_file.write_text("s3cret-file\n")
+    secret_file.chmod(0o600)
     monkeypatch.setenv("REDIS_PW", "s3cret-env")
     config = load(
         f"sentinel_auth: {{username: watcher, password_file: '{secret_file}'}}\n"
@@ -107,6 +108,7 @@ def test_empty_password_file_rejected(tmp_path: Path) -> None:
     """An empty password file is an error, not an empty password."""
     empty = tmp_path / "empty"
     empty.write_text("\n")
+    empty.chmod(0o600)
     exc = error(f"redis_auth: {{password_file: '{empty}'}}")
     assert exc.field == "redis_auth.password_file" and "empty" in exc.message
 

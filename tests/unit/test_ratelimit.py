@@ -1,4 +1,4 @@
-"""The per-stream token bucket (xds.ratelimit): bursts pass, floods are held to the rate."""
+"""The per-stream token bucket (xds.ads.ratelimit): bursts pass, floods are held to the rate."""
 
 from __future__ import annotations
 

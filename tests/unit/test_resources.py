@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
-from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import RedisProxy
+from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import (
+    RedisProtocolOptions,
+    RedisProxy,
+)
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryResponse
 
 from redis_sentinel_watch import Address
+from xds.ads.discovery_request import NodeInfo
 from xds.ads.snapshot import (
     CLUSTER,
     ENDPOINT,
@@ -16,8 +22,11 @@ from xds.ads.snapshot import (
     Snapshot,
 )
 from xds.ads.wire import sotw_body, sotw_response_bytes, varint
+from xds.resources.profiles import Profiles, SidecarSelector
 from xds.resources.redis_group import (
+    REDIS_PROXY_FILTER,
     GroupSpec,
+    PasswordFile,
     build_cluster,
     build_listener,
     build_load_assignment,
@@ -102,3 +111,48 @@ def test_varint() -> None:
     """Protobuf varints, including multi-byte ones."""
     assert varint(1) == b"\x01"
     assert varint(300) == b"\xac\x02"
+
+
+@dataclass(frozen=True)
+class SidecarTarget:
+    """A group every sidecar receives (what Profiles needs of a group's config)."""
+
+    name: str
+    sidecars: SidecarSelector | None = None
+
+
+UP_FILE = PasswordFile("/etc/docker-registry/redis-upstream.pass", "app")
+DOWN_FILE = PasswordFile("/etc/docker-registry/redis.pass")
+
+
+def file_spec() -> GroupSpec:
+    return GroupSpec("mymaster", LISTEN, A, upstream_auth=UP_FILE, downstream_auth=DOWN_FILE)
+
+
+def test_password_files_become_filenames_and_no_inline_password() -> None:
+    """A PasswordFile is sent as DataSource ``filename`` (Envoy reads it on its own host);
+    only the username, which is no secret, is inline."""
+    options = build_cluster(file_spec()).typed_extension_protocol_options[REDIS_PROXY_FILTER]
+    upstream = options.unpack()
+    assert isinstance(upstream, RedisProtocolOptions)
+    assert upstream.auth_password.filename == UP_FILE.path
+    assert upstream.auth_password.inline_string is None
+    assert upstream.auth_password.inline_bytes is None
+    assert upstream.auth_username.inline_string == "app"
+    proxy = build_listener(file_spec()).filter_chains[0].filters[0].typed_config.unpack()
+    assert isinstance(proxy, RedisProxy)
+    (password,) = proxy.downstream_auth_passwords
+    assert password.filename == DOWN_FILE.path
+    assert password.inline_string is None and password.inline_bytes is None
+    assert proxy.downstream_auth_username is None
+
+
+def test_grpc_clients_get_neither_passwords_nor_password_file_paths() -> None:
+    """gRPC's xDS client does not speak Redis: its snapshot names no password file."""
+    profiles = Profiles([SidecarTarget("mymaster")])
+    grpc = NodeInfo(id="g", cluster="c", user_agent="gRPC Python/1.85.3", metadata={})
+    snap = profiles.snapshot(profiles.of(grpc), [file_spec()])
+    plain = profiles.snapshot(None, [file_spec()])
+    for type_url in (CLUSTER, LISTENER):
+        assert b"redis.pass" not in b"".join(v for _, v in snap.by_type[type_url].select(None))
+    assert b"redis-upstream.pass" in b"".join(v for _, v in plain.by_type[CLUSTER].select(None))

@@ -1,4 +1,5 @@
-"""``sentinel-xds status`` / ``events`` rendering and exit codes, from /status-shaped JSON."""
+"""``sentinel-xds status`` / ``events`` rendering and exit codes, from /status JSON as served
+(read through :class:`StatusDocument`, as the command does)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from xds.ops.status_view import (
     status_exit_code,
     table,
 )
+from xds.service.admin_documents import EventsDocument, StatusDocument
 
 
 def synced(version: str) -> dict[str, Any]:
@@ -47,6 +49,7 @@ HEALTHY: dict[str, Any] = {
             "sentinels": 3,
             "health": "ok",
             "degraded": False,
+            "provisional": False,
             "reason": "",
         }
     ],
@@ -71,6 +74,10 @@ HEALTHY: dict[str, Any] = {
 }
 
 
+def doc(status: dict[str, Any]) -> StatusDocument:
+    return StatusDocument.from_json(status)
+
+
 def with_sidecar_type(type_name: str, **state: Any) -> dict[str, Any]:
     status = copy.deepcopy(HEALTHY)
     status["sidecars"][0]["types"][type_name].update(state)
@@ -88,7 +95,7 @@ def test_table_aligns_columns_without_trailing_blanks() -> None:
 
 def test_healthy_status_renders_every_section_and_exits_zero() -> None:
     """Group, Sentinels and the sidecar line (like istioctl proxy-status); exit 0."""
-    text = render_status(HEALTHY, "http://127.0.0.1:9102")
+    text = render_status(doc(HEALTHY), "http://127.0.0.1:9102")
     assert "control plane http://127.0.0.1:9102: ready" in text
     assert "127.0.0.1:6379 (drained)" in text
     assert "3/3 agree" in text
@@ -104,8 +111,8 @@ def test_healthy_status_renders_every_section_and_exits_zero() -> None:
         "mymaster=127.0.0.1:6380",
     ]
     assert text.endswith("no problems")
-    assert problems(HEALTHY) == []
-    assert status_exit_code([HEALTHY]) == EXIT_OK
+    assert problems(doc(HEALTHY)) == []
+    assert status_exit_code([doc(HEALTHY)]) == EXIT_OK
 
 
 def test_nacked_resource_is_shown_with_envoys_error_and_exits_one() -> None:
@@ -117,22 +124,22 @@ def test_nacked_resource_is_shown_with_envoys_error_and_exits_one() -> None:
         nack_detail="Error adding/updating listener(s) redis/mymaster: cannot bind "
         "'127.0.0.1:6379': Address already in use\n",
     )
-    found = problems(status)
+    found = problems(doc(status))
     assert found == [
         "sidecar registry-1 NACKED Listener version l2: Error adding/updating listener(s) "
         "redis/mymaster: cannot bind '127.0.0.1:6379': Address already in use"
     ]
-    text = render_status(status)
+    text = render_status(doc(status))
     assert "NACKED" in text.splitlines()[-1]
     assert "1 problem:" in text
-    assert status_exit_code([status]) == EXIT_PROBLEMS
+    assert status_exit_code([doc(status)]) == EXIT_PROBLEMS
 
 
 def test_stale_sidecar_exits_one() -> None:
     """A sidecar that has not ACKed the latest version is STALE, and that is a problem."""
     status = with_sidecar_type("Cluster", state="STALE", sent="c2", acked="c1")
-    assert problems(status) == ["sidecar registry-1 STALE on Cluster: sent c2, ACKed c1"]
-    assert status_exit_code([status]) == EXIT_PROBLEMS
+    assert problems(doc(status)) == ["sidecar registry-1 STALE on Cluster: sent c2, ACKed c1"]
+    assert status_exit_code([doc(status)]) == EXIT_PROBLEMS
 
 
 def test_degraded_group_unreachable_sentinel_and_not_ready_are_problems() -> None:
@@ -144,13 +151,13 @@ def test_degraded_group_unreachable_sentinel_and_not_ready_are_problems() -> Non
     )
     status["sentinels"][1].update(reachable=False, error="timed out")
     status["sentinels"][2].update(tilt=True)
-    assert problems(status) == [
+    assert problems(doc(status)) == [
         "control plane not ready: only 1 of 3 Sentinels reachable",
         "group mymaster degraded: no majority for any primary (1/3 Sentinels agree)",
         "sentinel 127.0.0.1:26380 unreachable: timed out",
         "sentinel 127.0.0.1:26381 in TILT mode (its vote is ignored)",
     ]
-    text = render_status(status)
+    text = render_status(doc(status))
     assert "NOT READY" in text and "DOWN: timed out" in text and "up (TILT)" in text
 
 
@@ -158,29 +165,29 @@ def test_group_without_a_promotable_replica_is_a_problem() -> None:
     """No replica left, or only drained ones: the next primary failure cannot be failed over."""
     status = copy.deepcopy(HEALTHY)
     status["groups"][0]["replicas"] = ["127.0.0.1:6379"]
-    assert problems(status) == [
+    assert problems(doc(status)) == [
         "group mymaster has no promotable replica: if its primary 127.0.0.1:6380 fails, "
         "Sentinel cannot fail over"
     ]
     status["groups"][0]["replicas"] = []
-    assert len(problems(status)) == 1
-    assert "REPLICAS" in render_status(status)
+    assert len(problems(doc(status))) == 1
+    assert "REPLICAS" in render_status(doc(status))
 
 
 def test_unreachable_control_plane_exits_one() -> None:
     """A control plane that could not be asked (None) is a problem even if others are fine."""
-    assert status_exit_code([HEALTHY, None]) == EXIT_PROBLEMS
+    assert status_exit_code([doc(HEALTHY), None]) == EXIT_PROBLEMS
 
 
 def test_not_sent_types_and_no_sidecars() -> None:
     """Types never requested show '-', and an empty control plane says no sidecar is connected."""
     status = with_sidecar_type("Listener", state="NOT_SENT")
-    line = next(x for x in render_status(status).splitlines() if x.startswith("registry-1"))
+    line = next(x for x in render_status(doc(status)).splitlines() if x.startswith("registry-1"))
     assert line.split()[6] == "-"
     empty = copy.deepcopy(HEALTHY)
     empty["sidecars"] = []
-    assert "no sidecar connected" in render_status(empty)
-    assert status_exit_code([empty]) == EXIT_OK
+    assert "no sidecar connected" in render_status(doc(empty))
+    assert status_exit_code([doc(empty)]) == EXIT_OK
 
 
 def test_events_table_shows_trigger_durations_and_acks() -> None:
@@ -201,7 +208,7 @@ def test_events_table_shows_trigger_durations_and_acks() -> None:
         "sidecars": 2,
         "superseded": False,
     }
-    text = render_events([failover])
+    text = render_events(EventsDocument.from_json({"failovers": [failover]}).failovers)
     header, row = text.splitlines()
     assert header.split()[:3] == ["SWITCHED", "(UTC)", "GROUP"]
     assert row.split() == [

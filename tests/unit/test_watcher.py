@@ -416,3 +416,40 @@ async def test_listener_that_raises_gets_the_topology_again() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_dissenting_sentinel_published_and_logged_once_per_change() -> None:
+    """A Sentinel naming another primary at a higher epoch is outvoted (A stays), and once it
+    has disagreed for the grace period it is in the published topology and logged once, with
+    its view and the majority's; agreeing again is logged once as cleared."""
+    io = FakeSentinelIO()
+    all_say(io, A, 1)
+    io.set_role(A, "master")
+    now = [0.0]
+    watcher = Watcher(io, S, ["g"], dissent_grace_s=5.0, clock=lambda: now[0])
+    rec = Recorder()
+    watcher.subscribe(rec)
+    await watcher.poll_once()
+    io.say(S[2], "g", C, 9)
+    with capture_logs() as logs:
+        for t in (1.0, 4.0, 6.0, 7.0, 8.0):  # seen at 1 s, reported from 6 s on
+            now[0] = t
+            await watcher.poll_once()
+            group = watcher.topology.group("g")
+            assert group is not None and group.primary == A
+            assert [d.sentinel for d in group.dissent] == ([S[2]] if t >= 6.0 else [])
+        io.say(S[2], "g", A, 1)
+        now[0] = 9.0
+        await watcher.poll_once()
+    dissent = events(logs, "sentinel.dissent")
+    assert len(dissent) == 1
+    assert {k: dissent[0][k] for k in ("sentinel", "says", "epoch", "majority")} == {
+        "sentinel": str(S[2]),
+        "says": str(C),
+        "epoch": 9,
+        "majority": str(A),
+    }
+    assert dissent[0]["reasons"] == ["other-primary", "higher-epoch"]
+    assert [e["sentinel"] for e in events(logs, "sentinel.dissent_cleared")] == [str(S[2])]
+    assert watcher.topology.groups[0].dissent == ()
+    assert rec.changes[1:] == []  # the primary never moved

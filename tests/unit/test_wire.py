@@ -15,7 +15,7 @@ from envoy_data_plane.google.protobuf import Struct
 from envoy_data_plane.google.rpc import Status
 
 from redis_sentinel_watch import Address
-from xds.ads.discovery_request import parse_delta, parse_sotw
+from xds.ads.discovery_request import decode_node, parse_delta, parse_sotw
 from xds.ads.snapshot import CLUSTER
 from xds.ads.wire import delta_response_bytes, sotw_body, sotw_response_bytes, varint
 from xds.resources.redis_group import GroupSpec
@@ -74,9 +74,10 @@ def test_parse_sotw_request() -> None:
     req = parse_sotw(raw)
     assert (req.type_url, req.resource_names, req.version_info) == (CLUSTER, ("a", "b"), "v")
     assert (req.response_nonce, req.error) == ("5", "bad")
-    assert req.node is not None
-    assert (req.node.id, req.node.cluster, req.node.user_agent) == ("n1", "c", "envoy/1.40.2")
-    assert req.node.metadata == {"sentinel_xds": {"listen": {"g": "127.0.0.1:1"}}}
+    assert req.node is not None  # kept raw; decoded once per distinct Node
+    info = decode_node(req.node)
+    assert (info.id, info.cluster, info.user_agent) == ("n1", "c", "envoy/1.40.2")
+    assert info.metadata == {"sentinel_xds": {"listen": {"g": "127.0.0.1:1"}}}
 
 
 def test_parse_ack_has_no_error() -> None:

@@ -38,12 +38,12 @@ from typing import Any
 
 from xds.ads.discovery_request import DeltaRequest
 from xds.ads.snapshot import FULL_STATE_TYPES, PUSH_ORDER
-from xds.ads.stream import MAX_RESOURCE_NAMES, AdsStream, ProtocolError, short_type
+from xds.ads.stream import MAX_RESOURCE_NAMES, AdsStream, ProtocolError
+from xds.ads.typeurls import WILDCARD, short_type
 from xds.ads.wire import delta_response_bytes
 
 __all__ = ["DeltaStream"]
 
-WILDCARD = "*"
 #: responses remembered per type while waiting for their ACK or NACK
 MAX_IN_FLIGHT = 64
 

@@ -4,14 +4,18 @@ Responses are pre-framed bytes (see :mod:`xds.ads.wire`), so the response
 serializer is the identity; requests are parsed by :mod:`xds.ads.discovery_request` with
 the protobuf runtime (an Envoy's first request carries a ~60 KB Node).
 
-Four operational limits live here:
+Five operational limits live here:
 
 * keepalive: the server pings idle connections and accepts the clients'
   pings, so a sidecar behind a dead NAT entry or a frozen peer is noticed;
 * ``max_streams``: beyond it a new stream is refused at once with
   RESOURCE_EXHAUSTED (logged, ``xds.stream.refused``, and counted,
-  ``sentinel_xds_streams_refused_total``), so an overloaded replica pushes
-  sidecars to another replica instead of serving all of them slowly;
+  ``sentinel_xds_streams_refused_total{reason="max_streams"}``), so an
+  overloaded replica pushes sidecars to another replica instead of serving
+  all of them slowly;
+* ``max_streams_per_peer``, ``first_request_timeout_s`` and ``max_node_bytes``:
+  one address cannot take every slot, nor hold one without speaking, nor make
+  the server decode a huge Node (:mod:`xds.ads.limits`, :mod:`xds.ads.node`);
 * ``max_requests_per_second`` per stream: requests beyond it are delayed
   (``xds.stream.rate_limited``, ``sentinel_xds_rate_limited_requests_total``),
   so one flooding client cannot starve the others;
@@ -33,6 +37,14 @@ import structlog
 from xds.ads.cache import SnapshotCache
 from xds.ads.delta import DeltaStream
 from xds.ads.discovery_request import DeltaRequest, SotwRequest, parse_delta, parse_sotw
+from xds.ads.limits import (
+    DEFAULT_FIRST_REQUEST_TIMEOUT_S,
+    DEFAULT_MAX_STREAMS_PER_PEER,
+    Refusals,
+    StreamLimits,
+    peer_host,
+)
+from xds.ads.node import DEFAULT_MAX_NODE_BYTES, NodeDecoder
 from xds.ads.sidecars import Sidecars
 from xds.ads.sotw import SotwStream
 from xds.ads.stream import AdsStream
@@ -43,8 +55,6 @@ log = structlog.get_logger("xds.server")
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 DEFAULT_MAX_STREAMS = 5000
-#: at most one "refused" warning per this many seconds (a storm would flood the log)
-REFUSED_LOG_INTERVAL_S = 5.0
 
 
 def _identity(data: bytes) -> bytes:
@@ -61,14 +71,22 @@ class XdsServer:
         max_streams: int = DEFAULT_MAX_STREAMS,
         *,
         max_requests_per_second: float | None = None,
+        max_streams_per_peer: int | None = DEFAULT_MAX_STREAMS_PER_PEER,
+        first_request_timeout_s: float | None = DEFAULT_FIRST_REQUEST_TIMEOUT_S,
+        max_node_bytes: int = DEFAULT_MAX_NODE_BYTES,
     ) -> None:
         self.cache = cache
         self.sidecars = sidecars
         self.max_streams = max_streams
-        self.max_requests_per_second = max_requests_per_second
-        self.refused = 0
+        self.max_streams_per_peer = max_streams_per_peer
+        self.limits = StreamLimits(
+            Refusals(sidecars.observer),
+            NodeDecoder(max_node_bytes),
+            first_request_timeout_s=first_request_timeout_s,
+            max_requests_per_second=max_requests_per_second,
+        )
         self._open = 0
-        self._refused_logged_at = -REFUSED_LOG_INTERVAL_S
+        self._per_peer: dict[str, int] = {}
         self._closing = False
         self._streams: set[AdsStream[Any]] = set()
         self._idle = asyncio.Event()  # set while no stream is open
@@ -76,58 +94,60 @@ class XdsServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
-    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    @property
+    def refused(self) -> int:
+        """Streams refused or closed early so far, for every reason."""
+        return self.limits.refusals.total
+
+    @property
+    def max_requests_per_second(self) -> float | None:
+        return self.limits.max_requests_per_second
+
+    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """Refuse the new stream if a limit says so; else the peer's address (its budget)."""
         if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "control plane shutting down")
+        peer = context.peer()
+        host = peer_host(peer)
         if self._open >= self.max_streams:
-            self.refused += 1
-            self.sidecars.observer.stream_refused()
-            now = asyncio.get_running_loop().time()
-            if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
-                self._refused_logged_at = now
-                log.warning(
-                    "xds.stream.refused",
-                    peer=context.peer(),
-                    open_streams=self._open,
-                    max_streams=self.max_streams,
-                    refused_total=self.refused,
-                    hint="raise xds.max_streams or add a control-plane replica",
-                )
+            self.limits.refusals.refuse(
+                "max_streams", peer, open_streams=self._open, max_streams=self.max_streams
+            )
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"stream limit reached ({self.max_streams}); try another control plane",
             )
+        cap = self.max_streams_per_peer
+        if cap is not None and self._per_peer.get(host, 0) >= cap:
+            self.limits.refusals.refuse(
+                "max_streams_per_peer", peer, open_streams=self._open, max_streams_per_peer=cap
+            )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"per-peer stream limit reached ({cap} streams from {host}, "
+                "xds.max_streams_per_peer)",
+            )
+        return host
 
     async def _sotw(
         self, requests: AsyncIterator[SotwRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        await self._admit(context)
+        host = await self._admit(context)
         await self._run(
-            SotwStream(
-                self.cache,
-                self.sidecars,
-                requests,
-                context,
-                max_requests_per_second=self.max_requests_per_second,
-            )
+            host, SotwStream(self.cache, self.sidecars, requests, context, limits=self.limits)
         )
 
     async def _delta(
         self, requests: AsyncIterator[DeltaRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        await self._admit(context)
+        host = await self._admit(context)
         await self._run(
-            DeltaStream(
-                self.cache,
-                self.sidecars,
-                requests,
-                context,
-                max_requests_per_second=self.max_requests_per_second,
-            )
+            host, DeltaStream(self.cache, self.sidecars, requests, context, limits=self.limits)
         )
 
-    async def _run(self, stream: AdsStream[Any]) -> None:
+    async def _run(self, host: str, stream: AdsStream[Any]) -> None:
         self._open += 1
+        self._per_peer[host] = self._per_peer.get(host, 0) + 1
         self._idle.clear()
         self._streams.add(stream)
         try:
@@ -135,6 +155,9 @@ class XdsServer:
         finally:
             self._streams.discard(stream)
             self._open -= 1
+            left = self._per_peer.pop(host) - 1
+            if left:
+                self._per_peer[host] = left
             if self._open == 0:
                 self._idle.set()
 

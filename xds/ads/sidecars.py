@@ -69,7 +69,7 @@ class Sidecar:
     cluster: str = ""
     envoy_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
-    profile: Hashable = None  # which snapshot it is served (see xds.cache)
+    profile: Hashable = None  # which snapshot it is served (see xds.ads.cache)
     connected_at: float = field(default_factory=time.time)  # wall clock, for people
     types: dict[str, TypeState] = field(default_factory=dict)
 
@@ -78,28 +78,6 @@ class Sidecar:
         if state is None:
             state = self.types[type_url] = TypeState()
         return state
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stream_id": self.stream_id,
-            "node_id": self.node_id,
-            "cluster": self.cluster,
-            "envoy_version": self.envoy_version,
-            "peer": self.peer,
-            "protocol": self.protocol,
-            "connected_since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.connected_at)),
-            "types": {
-                url.rsplit(".", 1)[-1]: {
-                    "state": ts.state().value,
-                    "sent": ts.sent_version,
-                    "acked": ts.acked_version,
-                    "nacked": ts.nacked_version,
-                    "nack_detail": ts.nack_detail,
-                    "nacks": ts.nacks,
-                }
-                for url, ts in sorted(self.types.items())
-            },
-        }
 
 
 #: a version, or the version each sidecar should have (see :meth:`Sidecars.acked_count`)
@@ -119,8 +97,9 @@ class XdsObserver(Protocol):
 
     def nacked(self, type_url: str) -> None: ...
 
-    def stream_refused(self) -> None:
-        """A new stream was refused: ``xds.max_streams`` reached."""
+    def stream_refused(self, reason: str = "max_streams") -> None:
+        """A stream was refused or closed early, and why (see :data:`xds.ads.limits.REASONS`):
+        ``max_streams``, ``max_streams_per_peer``, ``first_request_timeout``, ``node_limits``."""
         ...
 
     def rate_limited(self) -> None:
@@ -140,7 +119,7 @@ class NullObserver:
     def nacked(self, type_url: str) -> None:
         pass
 
-    def stream_refused(self) -> None:
+    def stream_refused(self, reason: str = "max_streams") -> None:
         pass
 
     def rate_limited(self) -> None:

@@ -21,6 +21,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
 from envoy_data_plane.google.protobuf import Any
 
+from xds.ads.typeurls import CLUSTER, ENDPOINT, LISTENER
 from xds.ads.wire import delta_resource, sotw_body
 
 __all__ = [
@@ -32,10 +33,6 @@ __all__ = [
     "Snapshot",
     "TypeResources",
 ]
-
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 #: Make-before-break on one ADS stream: a Cluster must exist before the
 #: endpoints that feed it, and both before a Listener that routes to it.

@@ -34,12 +34,11 @@ from typing import Any
 from xds.ads.discovery_request import SotwRequest
 from xds.ads.sidecars import TypeState
 from xds.ads.snapshot import FULL_STATE_TYPES, PUSH_ORDER, TypeResources
-from xds.ads.stream import AdsStream, short_type
+from xds.ads.stream import AdsStream
+from xds.ads.typeurls import WILDCARD, short_type
 from xds.ads.wire import sotw_response_bytes
 
 __all__ = ["SotwStream"]
-
-WILDCARD = "*"
 
 
 class SotwStream(AdsStream[SotwRequest]):

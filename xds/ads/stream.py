@@ -10,7 +10,14 @@ cancels the whole RPC when a pending ``read()`` is cancelled.
 The node is taken from the first request only (Envoy sets
 ``set_node_on_first_message_only``; later requests carry none, and one that
 does cannot change who the stream is). It decides the stream's profile, and so
-which snapshot it is served, for the stream's whole life.
+which snapshot it is served, for the stream's whole life. It is decoded once
+(:class:`xds.ads.node.NodeDecoder`, within limits); a later request's Node is
+only checked against ``xds.max_node_bytes``, never decoded, so re-sending a
+huge Node costs the server a length check.
+
+A stream that sends no request within ``xds.first_request_timeout_s`` is
+closed with DEADLINE_EXCEEDED, so idle streams cannot hold the server's slots
+(:mod:`xds.ads.limits`).
 
 The stream keeps its own reference to the snapshot it is serving and moves it
 forward only when it handles a change, so that a request arriving in the
@@ -36,19 +43,21 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from xds.ads.cache import SnapshotCache
 from xds.ads.discovery_request import DeltaRequest, NodeInfo, SotwRequest
-from xds.ads.node import describe_node
+from xds.ads.limits import Refusals, StreamLimits
+from xds.ads.node import NodeLimitError, describe_node
 from xds.ads.ratelimit import TokenBucket
 from xds.ads.sidecars import Sidecar, Sidecars, TypeState
 from xds.ads.snapshot import Snapshot
+from xds.ads.typeurls import TYPE_PREFIX, short_type
 
-__all__ = ["TYPE_PREFIX", "AdsStream", "ProtocolError", "short_type"]
+__all__ = ["TYPE_PREFIX", "AdsStream", "ProtocolError"]
 
 log = structlog.get_logger("xds.stream")
 
-TYPE_PREFIX = "type.googleapis.com/"
 MAX_RESOURCE_NAMES = 10_000
 #: distinct type URLs one stream may ask for (we serve three; Envoy may ask for a few more)
 MAX_TYPES = 32
@@ -62,8 +71,16 @@ class ProtocolError(Exception):
     """The peer broke the protocol; the stream ends with INVALID_ARGUMENT."""
 
 
+class NodeRejected(ProtocolError):
+    """The Node is over a limit (size, metadata); counted as a refusal, logged rate-limited."""
+
+
 class _Closing(Exception):
     """The server is shutting down; the stream ends with UNAVAILABLE."""
+
+
+class _Silent(Exception):
+    """No first request within the deadline; the stream ends with DEADLINE_EXCEEDED."""
 
 
 class _Signal:
@@ -84,10 +101,7 @@ class _Malformed:
 #: requests read from a stream but not yet handled; past this the reader waits
 MAX_QUEUED_REQUESTS = 16
 _CHANGED, _CLOSE, _EOF = _Signal("CHANGED"), _Signal("CLOSE"), _Signal("EOF")
-
-
-def short_type(type_url: str) -> str:
-    return type_url.rsplit(".", 1)[-1]
+_SILENT = _Signal("FIRST_REQUEST_TIMEOUT")
 
 
 def check_type_url(type_url: str, names: int) -> None:
@@ -109,8 +123,10 @@ class AdsStream(Generic[R]):
         requests: AsyncIterator[R],
         context: grpc.aio.ServicerContext[Any, Any],
         *,
-        max_requests_per_second: float | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
+        self._limits = limits if limits is not None else StreamLimits(Refusals(sidecars.observer))
+        max_requests_per_second = self._limits.max_requests_per_second
         self._cache = cache
         self._requests: AsyncIterator[R] = requests
         self._context = context
@@ -194,8 +210,26 @@ class AdsStream(Generic[R]):
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
+        timeout = self._limits.first_request_timeout_s
+        deadline = (
+            asyncio.get_running_loop().call_later(timeout, self._inbox.put_nowait, _SILENT)
+            if timeout is not None
+            else None
+        )
         try:
             await self._serve()
+        except NodeRejected as exc:
+            self._limits.refusals.refuse("node_limits", self.sidecar.peer, error=str(exc))
+            await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except _Silent:
+            self._limits.refusals.refuse(
+                "first_request_timeout", self.sidecar.peer, first_request_timeout_s=timeout
+            )
+            await self._context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no request within {timeout:g}s of opening the stream "
+                "(xds.first_request_timeout_s); closing it to free its slot",
+            )
         except ProtocolError as exc:
             self.log.warning("xds.stream.rejected", node=self.sidecar.node_id, error=str(exc))
             await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -208,6 +242,8 @@ class AdsStream(Generic[R]):
             self.log.exception("xds.stream.failed", node=self.sidecar.node_id)
             await self._context.abort(grpc.StatusCode.INTERNAL, "control plane error")
         finally:
+            if deadline is not None:
+                deadline.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
@@ -218,6 +254,12 @@ class AdsStream(Generic[R]):
         loop = asyncio.get_running_loop()
         try:
             async for request in self._requests:
+                if request.node is not None:  # cheap; a big Node ends the stream unread
+                    try:
+                        self._limits.nodes.check_size(request.node)
+                    except NodeLimitError as exc:
+                        self._inbox.put_nowait(_Malformed(NodeRejected(str(exc))))
+                        return
                 if self._bucket is not None:
                     wait = self._bucket.take(loop.time())
                     if wait > 0:
@@ -264,7 +306,13 @@ class AdsStream(Generic[R]):
                 if item is _EOF:
                     return
                 if isinstance(item, _Malformed):
+                    if isinstance(item.error, ProtocolError):
+                        raise item.error
                     raise ProtocolError(f"malformed request: {item.error}")
+                if item is _SILENT:
+                    if not self._started:
+                        raise _Silent
+                    continue
                 if item is _CHANGED:
                     changed = self._cache.changed()
                     changed.add_done_callback(self._on_changed)
@@ -281,9 +329,16 @@ class AdsStream(Generic[R]):
         finally:
             changed.remove_done_callback(self._on_changed)
 
-    def _start(self, node: NodeInfo | None) -> None:
+    def _start(self, raw: bytes | None) -> None:
         self._started = True
-        if node is not None:
+        node: NodeInfo | None = None
+        if raw is not None:
+            try:
+                node = self._limits.nodes.decode(raw)
+            except NodeLimitError as exc:
+                raise NodeRejected(str(exc)) from None
+            except DecodeError as exc:
+                raise ProtocolError(f"malformed node: {exc}") from None
             describe_node(self.sidecar, node)
         self.profile = self._cache.profile_of(node)
         self.sidecar.profile = self.profile

@@ -22,6 +22,7 @@ from xds.lab.envoy import EnvoyProcess
 from xds.lab.ports import free_port
 from xds.lab.process import ManagedProcess, wait_until
 from xds.resources.bootstrap import bootstrap_yaml
+from xds.service.admin_documents import StatusDocument
 
 __all__ = ["ControlPlane", "config_yaml"]
 
@@ -128,10 +129,10 @@ class ControlPlane:
         except (urllib.error.URLError, OSError):
             return False
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusDocument:
+        """``/status``, typed (AdminDocumentError names a field that does not match)."""
         with urllib.request.urlopen(f"http://{self.admin}/status", timeout=2) as resp:
-            data = json.load(resp)
-        return data if isinstance(data, dict) else {}
+            return StatusDocument.from_json(json.load(resp))
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Parsed JSON log lines (optionally only those with ``event == name``)."""

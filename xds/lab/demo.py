@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-
-from redis_sentinel_watch import Address
+from redis_sentinel_watch import Address, ReplyError, TimedOutError, UnreachableError
+from redis_sentinel_watch.blocking import SingleConnection
 from xds.lab import SentinelCluster, free_port, install_sigterm_handler, stop_all
 from xds.lab.controlplane import ControlPlane
 from xds.lab.process import live_processes, wait_until
@@ -45,11 +42,8 @@ class _Writer(threading.Thread):
 
     def __init__(self, listen: Address) -> None:
         super().__init__(daemon=True)
-        # protocol=2: Envoy's redis_proxy does not speak RESP3 (HELLO 3 fails)
-        self.conn = redis.Connection(
-            host=listen.host, port=listen.port, protocol=2, socket_timeout=10, retry=None
-        )
-        self.conn.connect()
+        # RESP2 (Envoy's redis_proxy does not speak RESP3) on one connection, never re-opened
+        self.conn = SingleConnection(listen, timeout_s=10)
         self.writes = _Writes()
         self.stopping = threading.Event()
 
@@ -59,23 +53,22 @@ class _Writer(threading.Thread):
             n += 1
             key = f"demo:{n}"
             try:
-                self.conn.send_command("SET", key, str(n))
-                reply = self.conn.read_response()
-                if reply in (b"OK", "OK"):
+                reply = self.conn.command("SET", key, str(n))
+                if reply == "OK":
                     self.writes.acked.append(key)
                     if self.writes.errors and self.writes.recovered_at is None:
                         self.writes.recovered_at = time.monotonic()
-            except RedisConnectionError as exc:
+            except (ReplyError, TimedOutError) as exc:  # the command failed, not the connection
+                self.writes.errors.append((time.monotonic(), str(exc)))
+            except UnreachableError as exc:
                 self.writes.connection_lost = str(exc)
                 return
-            except RedisError as exc:
-                self.writes.errors.append((time.monotonic(), str(exc)))
             self.stopping.wait(0.01)
 
     def stop(self) -> _Writes:
         self.stopping.set()
         self.join(timeout=15)
-        self.conn.disconnect()
+        self.conn.close()
         return self.writes
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_sentinel_watch.model import Address
+from xds.ads.typeurls import short_type
 from xds.lab.process import ManagedProcess, tail_file, wait_until
 
 __all__ = ["EnvoyNotFoundError", "EnvoyProcess", "find_envoy"]
@@ -216,7 +217,7 @@ class EnvoyProcess:
         each dynamic cluster and listener) and its cluster/listener modified counters."""
         versions: dict[str, str] = {}
         for cfg in self.config_dump()["configs"]:
-            kind = cfg.get("@type", "").rsplit(".", 1)[-1]
+            kind = short_type(cfg.get("@type", ""))
             if kind == "ClustersConfigDump":
                 versions["cds"] = cfg.get("version_info", "")
                 for c in cfg.get("dynamic_active_clusters", []):

@@ -14,6 +14,13 @@ import urllib.request
 from typing import Any
 
 from redis_sentinel_watch import Address, AddressError
+from redis_sentinel_watch.auth import Secret
+from xds.service.admin_documents import (
+    AdminDocumentError,
+    EventsDocument,
+    FailoverEvent,
+    StatusDocument,
+)
 
 __all__ = ["AdminClient", "AdminError", "admin_url"]
 
@@ -48,19 +55,23 @@ def admin_url(text: str) -> str:
 class AdminClient:
     """One control plane's admin API at ``base`` (``http://host:port``, see :func:`admin_url`)."""
 
-    def __init__(self, base: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, base: str, timeout_s: float = 2.0, token: Secret | None = None) -> None:
         self.base = admin_url(base)  # http only: checked here, so never file: or others
         self.timeout_s = timeout_s
+        self._token = token  # admin.token_file: sent as a bearer token on every request
 
     def __repr__(self) -> str:
         return f"AdminClient({self.base!r})"
 
     def _request(self, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
         request = urllib.request.Request(  # noqa: S310 - base is http://host:port
             self.base + path,
             data=data,
-            headers={"Content-Type": "application/json"} if data is not None else {},
+            headers=headers,
             method="POST" if data is not None else "GET",
         )
         try:
@@ -80,18 +91,19 @@ class AdminClient:
         except ValueError as exc:
             raise AdminError(f"{self.base}{path}: not JSON ({exc})") from exc
 
-    def status(self) -> dict[str, Any]:
-        data = self._request("/status")
-        if not isinstance(data, dict):
-            raise AdminError(f"{self.base}/status: expected a JSON object")
-        return data
+    def status(self) -> StatusDocument:
+        """``/status``; :class:`AdminError` naming the field if it is not what we expect."""
+        try:
+            return StatusDocument.from_json(self._request("/status"))
+        except AdminDocumentError as exc:
+            raise AdminError(f"{self.base}/status: {exc}") from exc
 
-    def events(self, n: int) -> list[dict[str, Any]]:
-        data = self._request(f"/events?n={n}")
-        failovers = data.get("failovers") if isinstance(data, dict) else None
-        if not isinstance(failovers, list):
-            raise AdminError(f"{self.base}/events: expected {{'failovers': [...]}}")
-        return [f for f in failovers if isinstance(f, dict)]
+    def events(self, n: int) -> tuple[FailoverEvent, ...]:
+        """The last ``n`` failovers, oldest first (``/events``)."""
+        try:
+            return EventsDocument.from_json(self._request(f"/events?n={n}")).failovers
+        except AdminDocumentError as exc:
+            raise AdminError(f"{self.base}/events: {exc}") from exc
 
     def notify_drain(self, group: str, node: Address, ttl_s: float) -> None:
         """Tell the control plane the next failover away from ``node`` is a drain."""

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 from redis_sentinel_watch import Address, AddressError
 from xds.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops_command
+from xds.ops.exits import EXIT_USAGE
 from xds.service.config import ConfigError, load_config
 from xds.service.version import package_version
 
 __all__ = ["main"]
 
-EXIT_USAGE = 2
 
 #: what each command's exit code means, shown at the end of its ``--help``
 EXIT_CODES: dict[str, str] = {
@@ -153,6 +153,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="server name to send and to require in the control plane's certificate (DNS SAN)",
     )
+    boot.add_argument(
+        "--stats-listen",
+        type=_address,
+        metavar="HOST:PORT",
+        help="also serve Envoy's /stats/prometheus here, and nothing else of the admin API "
+        "(for Prometheus; the admin stays on --admin)",
+    )
     boot.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     demo = sub.add_parser("demo", help="run a local topology and show a live failover")
@@ -223,7 +230,7 @@ def _serve(path: str, log_format: str | None) -> int:
     )
 
     async def run() -> int:
-        service = Service(config)
+        service = Service(config, config_path=path)  # SIGHUP reloads it
         await service.serve_forever()
         return service.exit_code
 
@@ -314,6 +321,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
             ads=args.ads,
             listen=listen,
             tls=tls,
+            stats_listen=args.stats_listen,
         )
     except ValueError as exc:
         print(f"sentinel-xds: {exc}", file=sys.stderr)

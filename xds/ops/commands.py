@@ -18,13 +18,16 @@ import sys
 from typing import Any
 
 from redis_sentinel_watch import Address, AddressError
+from redis_sentinel_watch.auth import Secret
 from xds.ops.admin_client import AdminClient, AdminError, admin_url
+from xds.ops.drain_plan import DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_PAUSE_MS, DEFAULT_PRIORITY
+from xds.ops.exits import EXIT_USAGE
+from xds.service.admin_documents import StatusDocument
 from xds.service.config import DEFAULT_ADMIN_LISTEN, Config, load_config
 
 __all__ = ["OPS_COMMANDS", "add_ops_commands", "run_ops_command"]
 
 OPS_COMMANDS = frozenset({"status", "events", "drain", "undrain"})
-EXIT_USAGE = 2
 MAX_PAUSE_MS = 60_000
 
 
@@ -70,7 +73,7 @@ def _where(p: argparse.ArgumentParser, sentinels: bool) -> None:
         type=_admin,
         metavar="URL",
         help="control-plane admin API (http://host:port); repeat for each replica "
-        "(default: admin.listen from --config, else 127.0.0.1:9102)",
+        f"(default: admin.listen from --config, else {DEFAULT_ADMIN_LISTEN})",
     )
     if sentinels:
         p.add_argument(
@@ -110,25 +113,36 @@ def add_ops_commands(sub: Any) -> None:
     drain.add_argument(
         "--pause-ms",
         type=_positive_int,
-        default=5000,
-        help="longest time writes may be paused on the primary (default 5000)",
+        default=DEFAULT_PAUSE_MS,
+        help=f"longest time writes may be paused on the primary (default {DEFAULT_PAUSE_MS})",
     )
     drain.add_argument(
         "--timeout",
         type=_seconds,
-        default=1.0,
-        help="per-request timeout to Redis, Sentinel and admin, seconds (default 1)",
+        default=DEFAULT_COMMAND_TIMEOUT_S,
+        help="per-request timeout to Redis, Sentinel and admin, seconds "
+        f"(default {DEFAULT_COMMAND_TIMEOUT_S:g})",
     )
     undrain.add_argument(
         "--priority",
         type=_positive_int,
-        default=100,
-        help="replica-priority to restore (default 100, Redis' default)",
+        default=DEFAULT_PRIORITY,
+        help=f"replica-priority to restore (default {DEFAULT_PRIORITY}, Redis' default)",
     )
 
 
 def _config(args: argparse.Namespace) -> Config | None:
-    return load_config(args.config) if getattr(args, "config", None) else None
+    if not getattr(args, "config", None):
+        return None
+    # status and events need only the admin address: read no Redis/Sentinel password
+    return load_config(args.config, resolve_secrets=args.command not in ("status", "events"))
+
+
+def _token(config: Config | None) -> Secret | None:
+    """The admin API's bearer token from ``--config`` (``admin.token_file``), if any."""
+    from xds.service.admin_auth import admin_token  # noqa: PLC0415
+
+    return admin_token(config) if config is not None else None
 
 
 def _admins(args: argparse.Namespace, config: Config | None) -> list[str]:
@@ -155,12 +169,14 @@ def run_ops_command(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from xds.ops.status_view import render_status, status_exit_code  # noqa: PLC0415
 
-    statuses: list[dict[str, Any] | None] = []
+    statuses: list[StatusDocument | None] = []
     blocks: list[str] = []
     raw: dict[str, Any] = {}
-    for base in _admins(args, _config(args)):
+    config = _config(args)
+    token = _token(config)
+    for base in _admins(args, config):
         try:
-            status = AdminClient(base).status()
+            status = AdminClient(base, token=token).status()
         except AdminError as exc:
             statuses.append(None)
             blocks.append(f"control plane {base}: UNREACHABLE ({exc})")
@@ -168,7 +184,7 @@ def _status(args: argparse.Namespace) -> int:
             continue
         statuses.append(status)
         blocks.append(render_status(status, base))
-        raw[base] = status
+        raw[base] = status.to_json()
     if args.json:
         print(json.dumps(raw if len(raw) > 1 else next(iter(raw.values())), indent=2))
     else:
@@ -180,15 +196,18 @@ def _events(args: argparse.Namespace) -> int:
     from xds.ops.status_view import render_events  # noqa: PLC0415
 
     code = 0
-    for base in _admins(args, _config(args)):
+    config = _config(args)
+    token = _token(config)
+    for base in _admins(args, config):
         try:
-            failovers = AdminClient(base).events(args.n)
+            failovers = AdminClient(base, token=token).events(args.n)
         except AdminError as exc:
             print(f"control plane {base}: UNREACHABLE ({exc})", file=sys.stderr)
             code = 1
             continue
         if args.json:
-            print(json.dumps({"admin": base, "failovers": failovers}, indent=2))
+            failovers_json = [f.to_json() for f in failovers]
+            print(json.dumps({"admin": base, "failovers": failovers_json}, indent=2))
         else:
             print(f"control plane {base}:")
             print(render_events(failovers))
@@ -198,6 +217,7 @@ def _events(args: argparse.Namespace) -> int:
 def _drain(args: argparse.Namespace) -> int:
     from xds.ops.drain import DrainOptions, run_drain, run_undrain  # noqa: PLC0415
     from xds.ops.drain_plan import Budget  # noqa: PLC0415
+    from xds.ops.drain_redis import drain_io  # noqa: PLC0415
 
     config = _config(args)
     sentinels = tuple(args.sentinel or (config.sentinels if config else ()))
@@ -208,8 +228,8 @@ def _drain(args: argparse.Namespace) -> int:
             f"group {args.group!r} is not in {args.config} "
             f"(groups: {', '.join(g.name for g in config.groups)})"
         )
-    timeout = getattr(args, "timeout", 1.0)
-    pause_ms = getattr(args, "pause_ms", 5000)
+    timeout = getattr(args, "timeout", DEFAULT_COMMAND_TIMEOUT_S)
+    pause_ms = getattr(args, "pause_ms", DEFAULT_PAUSE_MS)
     if pause_ms > MAX_PAUSE_MS:
         raise _UsageError(f"--pause-ms {pause_ms}: at most {MAX_PAUSE_MS}")
     margin = min(max(200, pause_ms // 10), pause_ms // 2)
@@ -222,7 +242,9 @@ def _drain(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         json_lines=args.json,
         command_timeout_s=timeout,
-        priority=getattr(args, "priority", 100),
+        priority=getattr(args, "priority", DEFAULT_PRIORITY),
+        admin_token=_token(config),
+        io=drain_io(config),  # serve's sentinel_auth, redis_auth and tls
     )
     result = run_drain(options) if args.command == "drain" else run_undrain(options)
     return result.exit_code

@@ -17,9 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from redis_sentinel_watch import Address, majority
+from redis_sentinel_watch import Address, ReplicaEntry, majority
+from redis_sentinel_watch.replies import DEFAULT_REPLICA_PRIORITY
+from xds.ops.exits import EXIT_PROBLEMS, EXIT_USAGE
 
 __all__ = [
+    "DEFAULT_COMMAND_TIMEOUT_S",
+    "DEFAULT_PAUSE_MS",
     "DEFAULT_PRIORITY",
     "Action",
     "Budget",
@@ -33,10 +37,13 @@ __all__ = [
 ]
 
 #: Redis' default ``replica-priority``, restored by ``undrain`` unless told otherwise
-DEFAULT_PRIORITY = 100
+DEFAULT_PRIORITY = DEFAULT_REPLICA_PRIORITY
+#: the longest a switchover may pause writes on the primary (``drain --pause-ms``)
+DEFAULT_PAUSE_MS = 5000
+#: per-request timeout to Redis, Sentinel and the admin API (``drain --timeout``)
+DEFAULT_COMMAND_TIMEOUT_S = 1.0
 
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
+EXIT_REFUSED = EXIT_PROBLEMS  # refused before changing anything
 
 #: Sentinel flags that make a replica unpromotable
 _BAD_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
@@ -48,16 +55,6 @@ class DrainRefusedError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class ReplicaEntry:
-    """One replica as a Sentinel lists it in ``SENTINEL REPLICAS``."""
-
-    address: Address
-    flags: frozenset[str] = frozenset({"slave"})
-    priority: int = DEFAULT_PRIORITY
-    link_ok: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ class Action(StrEnum):
 class Budget:
     """Time limits of a switchover. The pause budget bounds how long writes are blocked."""
 
-    pause_ms: int = 5000
+    pause_ms: int = DEFAULT_PAUSE_MS
     margin_ms: int = 200  # act this long before Redis would lift the pause by itself
 
     @property
@@ -197,7 +194,8 @@ def _agreed(
         raise DrainRefusedError(f"group {group!r} is not monitored by the Sentinels", EXIT_USAGE)
     reachable = [a for a in answers if a.reachable and a.primary is not None]
     if len(reachable) < need:
-        errors = "; ".join(f"{a.sentinel}: {a.error}" for a in answers if not a.reachable)
+        # unreachable, refused, or a malformed reply (its error names the field)
+        errors = "; ".join(f"{a.sentinel}: {a.error}" for a in answers if a.primary is None)
         raise DrainRefusedError(
             f"only {len(reachable)} of {configured} Sentinels answered for {group!r}; "
             f"a drain needs a majority ({need}){': ' + errors if errors else ''}"

@@ -30,7 +30,6 @@ files, and every unreadable input is a :class:`ClientConfigError` (exit 2).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -189,30 +188,11 @@ def _section(data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
     return node
 
 
-def _host_key(host: str) -> str:
-    """Canonical host for comparison: IP literals normalised, ``localhost`` as 127.0.0.1."""
-    if host.lower() == "localhost":
-        return "127.0.0.1"
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host.lower()
-
-
-def _is_unspecified(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return False
-
-
 def _same_endpoint(addr: Address, listen: Address) -> bool:
     """Whether a client dialling ``addr`` reaches a listener bound to ``listen``."""
     if addr.port != listen.port:
         return False
-    if _is_unspecified(listen.host):
-        return True
-    return _host_key(addr.host) == _host_key(listen.host)
+    return listen.is_wildcard or addr.same_endpoint(listen)
 
 
 def _parse_addr(value: object) -> Address | None:

@@ -3,20 +3,26 @@
 In the spirit of ``istioctl proxy-status``: one line per group, per Sentinel
 and per connected sidecar, each sidecar with SYNCED / STALE / NACKED per
 resource type, then every problem spelled out (a NACK with Envoy's own error
-text). Pure functions of the JSON, so what an operator sees is unit-tested
-without a server.
+text). Pure functions of the typed admin documents
+(:mod:`xds.service.admin_documents`), so what an operator sees is unit-tested
+without a server, and a renamed field fails mypy here.
 
 Exit codes, so the command can drive an alert or a script: 0 when nothing is
 wrong; 1 when anything is (a control plane unreachable or not ready, a group
-degraded or left without a promotable replica, a Sentinel unreachable or in
-TILT, a sidecar STALE or NACKED).
+degraded or left without a promotable replica, a Sentinel unreachable, in
+TILT or disagreeing with the majority, a sidecar STALE or NACKED).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from redis_sentinel_watch.model import Health
+from xds.ads.sidecars import SyncState
+from xds.ads.typeurls import CLUSTER, ENDPOINT, LISTENER, short_type
+from xds.ops.exits import EXIT_OK, EXIT_PROBLEMS
+from xds.service.admin_documents import FailoverEvent, GroupState, StatusDocument, TypeSync
 
 __all__ = [
     "EXIT_OK",
@@ -29,14 +35,12 @@ __all__ = [
     "table",
 ]
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
 
 #: (column header, resource type as it appears in /status)
 TYPE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("CDS", "Cluster"),
-    ("EDS", "ClusterLoadAssignment"),
-    ("LDS", "Listener"),
+    ("CDS", short_type(CLUSTER)),
+    ("EDS", short_type(ENDPOINT)),
+    ("LDS", short_type(LISTENER)),
 )
 
 
@@ -52,7 +56,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _str(value: Any, default: str = "-") -> str:
+def _str(value: object, default: str = "-") -> str:
     return default if value is None or value == "" else str(value)
 
 
@@ -64,64 +68,60 @@ def _peer(peer: str) -> str:
     return peer
 
 
-def _types(sidecar: Mapping[str, Any]) -> Mapping[str, Any]:
-    types = sidecar.get("types")
-    return types if isinstance(types, Mapping) else {}
-
-
-def _list(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        return []
-    return [v for v in value if isinstance(v, Mapping)]
-
-
-def problems(status: Mapping[str, Any]) -> list[str]:
+def problems(status: StatusDocument) -> list[str]:
     """Everything wrong in one control plane's ``/status``, one line each."""
     out: list[str] = []
-    if not status.get("ready", False):
-        out.append(f"control plane not ready: {_str(status.get('reason'), 'no reason given')}")
-    for g in _list(status, "groups"):
-        if g.get("degraded") or g.get("health") not in ("ok", None):
+    if not status.ready:
+        out.append(f"control plane not ready: {_str(status.reason, 'no reason given')}")
+    for g in status.groups:
+        if g.degraded or g.health is not Health.OK:
             out.append(
-                f"group {g.get('name')} {g.get('health', 'degraded')}: "
-                f"{_str(g.get('reason'), 'no agreement')} "
-                f"({g.get('agreeing', 0)}/{g.get('sentinels', 0)} Sentinels agree)"
+                f"group {g.name} {g.health}: {_str(g.reason, 'no agreement')} "
+                f"({g.agreeing}/{g.sentinels} Sentinels agree)"
             )
-        drained = {str(d) for d in g.get("drained") or []}
-        promotable = [r for r in g.get("replicas") or [] if str(r) not in drained]
-        if g.get("primary") and not promotable:
+        if g.primary and not g.promotable:
             out.append(
-                f"group {g.get('name')} has no promotable replica: if its primary "
-                f"{g.get('primary')} fails, Sentinel cannot fail over"
+                f"group {g.name} has no promotable replica: if its primary "
+                f"{g.primary} fails, Sentinel cannot fail over"
             )
-    for s in _list(status, "sentinels"):
-        if not s.get("reachable", False):
-            out.append(f"sentinel {s.get('address')} unreachable: {_str(s.get('error'), '?')}")
-        elif s.get("tilt"):
-            out.append(f"sentinel {s.get('address')} in TILT mode (its vote is ignored)")
-    for sc in _list(status, "sidecars"):
-        node = _str(sc.get("node_id"), f"stream {sc.get('stream_id')}")
+        out.extend(_dissent(g))
+    for s in status.sentinels:
+        if not s.reachable:
+            out.append(f"sentinel {s.address} unreachable: {_str(s.error, '?')}")
+        elif s.tilt:
+            out.append(f"sentinel {s.address} in TILT mode (its vote is ignored)")
+    for sc in status.sidecars:
+        node = _str(sc.node_id, f"stream {sc.stream_id}")
         for _, type_name in TYPE_COLUMNS:
-            ts = _types(sc).get(type_name)
-            if not isinstance(ts, Mapping):
+            ts = sc.type(type_name)
+            if ts is None:
                 continue
-            state = ts.get("state")
-            if state == "NACKED":
-                detail = " ".join(str(ts.get("nack_detail", "")).split())
+            if ts.state is SyncState.NACKED:
+                detail = " ".join(ts.nack_detail.split())
                 out.append(
-                    f"sidecar {node} NACKED {type_name} version {_str(ts.get('nacked'))}: "
+                    f"sidecar {node} NACKED {type_name} version {_str(ts.nacked)}: "
                     f"{detail or 'no detail'}"
                 )
-            elif state == "STALE":
+            elif ts.state is SyncState.STALE:
                 out.append(
-                    f"sidecar {node} STALE on {type_name}: sent {_str(ts.get('sent'))}, "
-                    f"ACKed {_str(ts.get('acked'), 'nothing')}"
+                    f"sidecar {node} STALE on {type_name}: sent {_str(ts.sent)}, "
+                    f"ACKed {_str(ts.acked, 'nothing')}"
                 )
     return out
 
 
-def status_exit_code(statuses: Sequence[Mapping[str, Any] | None]) -> int:
+def _dissent(g: GroupState) -> list[str]:
+    """Sentinels outvoted on ``g`` (TILT alone is listed with the Sentinel's own state)."""
+    return [
+        f"sentinel {d.sentinel} disagrees on group {g.name} ({', '.join(d.reasons)}): "
+        f"says {_str(d.primary, 'nothing')} at epoch {_str(d.epoch)}, the majority "
+        f"{d.majority_primary} at epoch {d.majority_epoch}"
+        for d in g.dissent
+        if d.reasons != ("tilt",)
+    ]
+
+
+def status_exit_code(statuses: Sequence[StatusDocument | None]) -> int:
     """1 if any control plane is unreachable (``None``) or has a problem, else 0."""
     for status in statuses:
         if status is None or problems(status):
@@ -129,72 +129,68 @@ def status_exit_code(statuses: Sequence[Mapping[str, Any] | None]) -> int:
     return EXIT_OK
 
 
-def _replicas(group: Mapping[str, Any]) -> str:
-    drained = {str(d) for d in group.get("drained") or []}
-    replicas = [str(r) for r in group.get("replicas") or []]
-    if not replicas:
+def _replicas(group: GroupState) -> str:
+    if not group.replicas:
         return "-"
-    return ", ".join(f"{r} (drained)" if r in drained else r for r in replicas)
+    return ", ".join(f"{r} (drained)" if r in group.drained else r for r in group.replicas)
 
 
-def render_status(status: Mapping[str, Any], source: str = "") -> str:
+def _health(g: GroupState) -> str:
+    return (
+        g.health.value
+        + (" (provisional)" if g.provisional else "")
+        + (f": {g.reason}" if g.degraded and g.reason else "")
+    )
+
+
+def render_status(status: StatusDocument, source: str = "") -> str:
     """One control plane's ``/status`` as tables, then its problems."""
     parts: list[str] = []
-    ready = "ready" if status.get("ready") else f"NOT READY ({_str(status.get('reason'))})"
+    ready = "ready" if status.ready else f"NOT READY ({_str(status.reason)})"
     parts.append(f"control plane {source}: {ready}".replace("  ", " "))
-    groups = _list(status, "groups")
     parts.append(
         table(
             ["GROUP", "PRIMARY", "REPLICAS", "SENTINELS", "EPOCH", "HEALTH"],
             [
                 [
-                    _str(g.get("name")),
-                    _str(g.get("primary"), "(none)"),
+                    _str(g.name),
+                    _str(g.primary, "(none)"),
                     _replicas(g),
-                    f"{g.get('agreeing', 0)}/{g.get('sentinels', 0)} agree",
-                    _str(g.get("config_epoch")),
-                    _str(g.get("health"))
-                    + (" (provisional)" if g.get("provisional") else "")
-                    + (f": {g.get('reason')}" if g.get("degraded") and g.get("reason") else ""),
+                    f"{g.agreeing}/{g.sentinels} agree",
+                    str(g.config_epoch),
+                    _health(g),
                 ]
-                for g in groups
+                for g in status.groups
             ],
         )
     )
-    sentinels = _list(status, "sentinels")
-    if sentinels:
+    if status.sentinels:
         parts.append(
             table(
                 ["SENTINEL", "STATE"],
                 [
                     [
-                        _str(s.get("address")),
-                        ("up (TILT)" if s.get("tilt") else "up")
-                        if s.get("reachable")
-                        else f"DOWN: {_str(s.get('error'), '?')}",
+                        s.address,
+                        ("up (TILT)" if s.tilt else "up")
+                        if s.reachable
+                        else f"DOWN: {_str(s.error, '?')}",
                     ]
-                    for s in sentinels
+                    for s in status.sentinels
                 ],
             )
         )
-    sidecars = _list(status, "sidecars")
-    if sidecars:
-        rows = []
-        for sc in sidecars:
-            types = _types(sc)
-            routes = sc.get("primaries")
-            rows.append(
-                [
-                    _str(sc.get("node_id"), f"(stream {sc.get('stream_id')})"),
-                    _str(sc.get("cluster")),
-                    _peer(_str(sc.get("peer"))),
-                    _str(sc.get("connected_since")),
-                    *[_state(types.get(type_name)) for _, type_name in TYPE_COLUMNS],
-                    ", ".join(f"{g}={p}" for g, p in sorted(routes.items()))
-                    if isinstance(routes, Mapping) and routes
-                    else "-",
-                ]
-            )
+    if status.sidecars:
+        rows = [
+            [
+                _str(sc.node_id, f"(stream {sc.stream_id})"),
+                _str(sc.cluster),
+                _peer(_str(sc.peer)),
+                _str(sc.connected_since),
+                *[_state(sc.type(type_name)) for _, type_name in TYPE_COLUMNS],
+                ", ".join(f"{g}={p}" for g, p in sorted(sc.primaries.items())) or "-",
+            ]
+            for sc in status.sidecars
+        ]
         parts.append(
             table(
                 [
@@ -221,41 +217,38 @@ def render_status(status: Mapping[str, Any], source: str = "") -> str:
     return "\n\n".join(parts)
 
 
-def _state(ts: Any) -> str:
-    if not isinstance(ts, Mapping):
+def _state(ts: TypeSync | None) -> str:
+    if ts is None or ts.state is SyncState.NOT_SENT:
         return "-"
-    state = str(ts.get("state", "-"))
-    return "-" if state == "NOT_SENT" else state
+    return ts.state.value
 
 
-def _ms(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.0f} ms"
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
 
 
-def _when(at: Any) -> str:
-    if not isinstance(at, int | float):
-        return "-"
+def _when(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
-def render_events(failovers: Sequence[Mapping[str, Any]]) -> str:
+def render_events(failovers: Sequence[FailoverEvent]) -> str:
     """Failover timelines (oldest first); durations are from the first Sentinel sign."""
     if not failovers:
         return "no failover recorded since the control plane started"
     rows = []
     for f in failovers:
-        acked = f"{f.get('acked', 0)}/{f.get('sidecars', 0)}"
-        if f.get("superseded"):
+        acked = f"{f.acked}/{f.sidecars}"
+        if f.superseded:
             acked += " (superseded)"
         rows.append(
             [
-                _when(f.get("at")),
-                _str(f.get("group")),
-                f"{_str(f.get('old'))} -> {_str(f.get('new'))}",
-                f"{_str(f.get('trigger'))} ({_str(f.get('sign'))})",
-                _ms(f.get("detect_to_switch_ms")),
-                _ms(f.get("detect_to_push_ms")),
-                _ms(f.get("detect_to_acked_ms")),
+                _when(f.at),
+                _str(f.group),
+                f"{_str(f.old)} -> {_str(f.new)}",
+                f"{_str(f.trigger)} ({_str(f.sign)})",
+                _ms(f.detect_to_switch_ms),
+                _ms(f.detect_to_push_ms),
+                _ms(f.detect_to_acked_ms),
                 acked,
             ]
         )

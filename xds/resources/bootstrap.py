@@ -4,11 +4,21 @@ The bootstrap is the only static file a sidecar host needs: node identity,
 admin on loopback, and one static cluster listing every control-plane replica
 so that Envoy reconnects to a surviving one. Listeners, clusters and endpoints
 all arrive over ADS.
+
+Three things in it are about running many sidecars in production
+(docs/deploy.md, "Sidecar metrics, reconnect and stats"):
+
+* optionally a second listener that serves only ``/stats/prometheus``, so
+  Prometheus can scrape the sidecar without reaching the admin API (which
+  can stop Envoy with ``/quitquitquit`` and has no authentication);
+* the ADS stream's reconnect back-off, capped low enough that a sidecar is
+  back within about a second of a control-plane restart;
+* a stats matcher that drops the two per-command latency histograms, which
+  cost redis_proxy CPU on every command and which nothing here reads.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,30 +30,58 @@ from redis_sentinel_watch import Address
 DEFAULT_ADMIN = Address("127.0.0.1", 9901)
 
 __all__ = [
+    "ADS_RETRY_BACK_OFF",
     "DEFAULT_ADMIN",
+    "DROPPED_STATS",
     "METADATA_KEY",
+    "PROMETHEUS_PATH",
+    "STATS_ADMIN_CLUSTER",
+    "STATS_LISTENER",
     "XDS_CLUSTER",
     "AdsMode",
     "XdsClientTls",
     "bootstrap_dict",
     "bootstrap_yaml",
+    "stats_resources",
 ]
 
 XDS_CLUSTER = "sentinel_xds"
-#: node metadata key read by the control plane (xds.profiles): per-node settings
+#: top-level node metadata key holding our per-node settings, read by the control plane
+#: (:mod:`xds.resources.profiles`)
 METADATA_KEY = "sentinel_xds"
+
+#: the ADS stream's reconnect back-off (Envoy's ``envoy_grpc.retry_policy``). Envoy
+#: waits a uniformly random time below the current interval, which starts at the
+#: base and doubles up to the cap, so after a long outage a sidecar retries every
+#: 0.5 s on average: back within ~1 s of a control-plane restart, and about two
+#: refused connects a second per sidecar while it stays down (Envoy's default,
+#: 0.5 s to 30 s, left sidecars on a dead primary for many seconds after a restart)
+ADS_RETRY_BACK_OFF: dict[str, str] = {"base_interval": "0.25s", "max_interval": "1s"}
+
+#: Envoy stats the sidecar never creates (``stats_config.stats_matcher`` exclusions,
+#: RE2 on the full stat name): the per-command latency histograms of redis_proxy,
+#: downstream (``redis.<group>.command.<cmd>.latency``) and upstream
+#: (``cluster.redis/<group>.redis_cluster.upstream_commands.upstream_rq_time``).
+#: Recording them is a measurable share of redis_proxy's CPU per command; every
+#: counter (``redis.<group>.command.<cmd>.total|success|error``, ``downstream_cx_*``,
+#: ``cluster.*.upstream_*``) stays.
+DROPPED_STATS: tuple[str, ...] = (
+    r"^redis\..+\.command\..+\.latency$",
+    r"^cluster\..+\.redis_cluster\.upstream_commands\.upstream_rq_time$",
+)
+
+#: the static listener of ``--stats-listen`` and the cluster it forwards to (the admin)
+STATS_LISTENER = "sidecar_stats"
+STATS_ADMIN_CLUSTER = "sidecar_admin"
+#: the one admin path the stats listener forwards
+PROMETHEUS_PATH = "/stats/prometheus"
+
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER = "envoy.extensions.filters.http.router.v3.Router"
 
 #: SotW (``GRPC``) or incremental (``DELTA_GRPC``) ADS; the control plane serves both
 AdsMode = Literal["sotw", "delta"]
 _API_TYPE: dict[str, str] = {"sotw": "GRPC", "delta": "DELTA_GRPC"}
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _socket(addr: Address) -> dict[str, Any]:
@@ -100,6 +138,99 @@ class XdsClientTls:
         return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
+def _loopback_for(admin: Address) -> Address:
+    """Where the sidecar itself reaches its admin: a wildcard admin is reached on loopback."""
+    if admin.is_wildcard:
+        return Address("::1" if ":" in admin.host else "127.0.0.1", admin.port)
+    return admin
+
+
+def _clashes(a: Address, b: Address) -> bool:
+    """True if two listeners on these addresses cannot both bind."""
+    return a.port == b.port and (a.is_wildcard or b.is_wildcard or a.identity() == b.identity())
+
+
+def _check_stats_listen(
+    stats_listen: Address, admin: Address, listen: Mapping[str, Address]
+) -> None:
+    if not stats_listen.is_ip:
+        raise ValueError(
+            f"--stats-listen: {stats_listen.host!r} is a host name; Envoy listeners need an IP"
+        )
+    if stats_listen.port == 0:
+        raise ValueError("--stats-listen: port 0 is not a port Prometheus can scrape")
+    if _clashes(stats_listen, admin):
+        raise ValueError(f"--stats-listen: {stats_listen} is the admin address ({admin})")
+    for group, addr in sorted(listen.items()):
+        if _clashes(stats_listen, addr):
+            raise ValueError(f"--stats-listen: {stats_listen} is group {group}'s listener")
+
+
+def stats_resources(stats_listen: Address, admin: Address) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``--stats-listen`` listener and the static cluster it forwards to (the admin).
+
+    Only ``GET /stats/prometheus`` (any query string) is forwarded; every other
+    path or method gets a 404 from Envoy itself and never reaches the admin
+    API, whose other endpoints change or stop the sidecar (``/quitquitquit``,
+    ``/drain_listeners``, ``/logging``) or show its whole config. The admin
+    itself stays where ``admin`` says (loopback by default).
+    """
+    routes = [
+        {
+            "match": {
+                "path": PROMETHEUS_PATH,  # exact, query string excluded, case-sensitive
+                "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+            },
+            "route": {"cluster": STATS_ADMIN_CLUSTER, "timeout": "10s"},
+        },
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {
+                "status": 404,
+                "body": {"inline_string": f"only GET {PROMETHEUS_PATH} is served here\n"},
+            },
+        },
+    ]
+    hcm = {
+        "@type": f"type.googleapis.com/{_HCM}",
+        "stat_prefix": STATS_LISTENER,
+        "normalize_path": True,  # /x/../quitquitquit is /quitquitquit, hence a 404
+        "merge_slashes": True,
+        "route_config": {
+            "name": STATS_LISTENER,
+            "virtual_hosts": [{"name": STATS_LISTENER, "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": f"type.googleapis.com/{_ROUTER}"},
+            }
+        ],
+    }
+    listener = {
+        "name": STATS_LISTENER,
+        "address": _socket(stats_listen),
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
+    target = _loopback_for(admin)
+    cluster = {
+        "name": STATS_ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": STATS_ADMIN_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(target)}}]}],
+        },
+    }
+    return listener, cluster
+
+
 def bootstrap_dict(
     node_id: str,
     xds: Sequence[Address],
@@ -109,6 +240,7 @@ def bootstrap_dict(
     ads: AdsMode = "sotw",
     listen: Mapping[str, Address] | None = None,
     tls: XdsClientTls | None = None,
+    stats_listen: Address | None = None,
 ) -> dict[str, Any]:
     """The bootstrap as a plain dict (ADS over gRPC, node sent on the first message only).
 
@@ -116,7 +248,8 @@ def bootstrap_dict(
     clients (group → address); it travels in the node metadata, and the
     control plane builds this sidecar's Listener on it. That is how two
     sidecars share one host. ``tls`` makes the xDS connection TLS (mutual
-    with a client certificate).
+    with a client certificate). ``stats_listen`` adds a listener serving only
+    ``/stats/prometheus`` (:func:`stats_resources`).
     """
     if not node_id:
         raise ValueError("node id must not be empty")
@@ -124,8 +257,10 @@ def bootstrap_dict(
         raise ValueError("at least one xDS endpoint is required")
     if ads not in _API_TYPE:
         raise ValueError(f"ads must be one of {', '.join(_API_TYPE)}, got {ads!r}")
+    if stats_listen is not None:
+        _check_stats_listen(stats_listen, admin, listen or {})
     ads_source = {"ads": {}, "resource_api_version": "V3"}
-    static = all(_is_ip(a.host) for a in xds)
+    static = all(a.is_ip for a in xds)
     node: dict[str, Any] = {"id": node_id, "cluster": node_cluster}
     if listen:
         node["metadata"] = {
@@ -156,6 +291,13 @@ def bootstrap_dict(
     }
     if tls is not None:
         xds_cluster["transport_socket"] = tls.transport_socket()
+    static_resources: dict[str, Any] = {"clusters": [xds_cluster]}
+    if stats_listen is not None:
+        stats_listener, admin_cluster = stats_resources(stats_listen, admin)
+        static_resources = {
+            "listeners": [stats_listener],
+            "clusters": [xds_cluster, admin_cluster],
+        }
     return {
         "node": node,
         "admin": {"address": _socket(admin)},
@@ -168,10 +310,7 @@ def bootstrap_dict(
                     {
                         "envoy_grpc": {
                             "cluster_name": XDS_CLUSTER,
-                            # reconnect quickly after a control-plane restart (default caps at 30s)
-                            "retry_policy": {
-                                "retry_back_off": {"base_interval": "0.25s", "max_interval": "5s"}
-                            },
+                            "retry_policy": {"retry_back_off": dict(ADS_RETRY_BACK_OFF)},
                         }
                     }
                 ],
@@ -179,7 +318,14 @@ def bootstrap_dict(
             "cds_config": ads_source,
             "lds_config": ads_source,
         },
-        "static_resources": {"clusters": [xds_cluster]},
+        "static_resources": static_resources,
+        "stats_config": {
+            "stats_matcher": {
+                "exclusion_list": {
+                    "patterns": [{"safe_regex": {"regex": r}} for r in DROPPED_STATS]
+                }
+            }
+        },
     }
 
 
@@ -211,11 +357,19 @@ def bootstrap_yaml(
     ads: AdsMode = "sotw",
     listen: Mapping[str, Address] | None = None,
     tls: XdsClientTls | None = None,
+    stats_listen: Address | None = None,
 ) -> str:
     """:func:`bootstrap_dict` rendered as YAML, with a header saying where it came from."""
     body = yaml.dump(
         bootstrap_dict(
-            node_id, xds, node_cluster=node_cluster, admin=admin, ads=ads, listen=listen, tls=tls
+            node_id,
+            xds,
+            node_cluster=node_cluster,
+            admin=admin,
+            ads=ads,
+            listen=listen,
+            tls=tls,
+            stats_listen=stats_listen,
         ),
         Dumper=_QuotingDumper,
         sort_keys=False,

@@ -30,16 +30,13 @@ from redis_sentinel_watch import Address, AddressError
 from xds.ads.discovery_request import NodeInfo
 from xds.ads.node import is_grpc_client
 from xds.ads.snapshot import Snapshot
+from xds.resources.bootstrap import METADATA_KEY
 from xds.resources.redis_group import GroupSpec
 from xds.resources.snapshot import build_snapshot
 
-__all__ = ["METADATA_KEY", "Profile", "Profiles", "SidecarSelector", "Targeted"]
+__all__ = ["Profile", "Profiles", "SidecarSelector", "Targeted"]
 
 log = structlog.get_logger("xds.profiles")
-
-#: top-level node metadata key holding our per-node settings
-METADATA_KEY = "sentinel_xds"
-
 
 @dataclass(frozen=True)
 class SidecarSelector:

@@ -92,6 +92,14 @@ class PasswordFile:
     Only the path travels over xDS (Envoy's DataSource ``filename``), so a client
     that reads the control plane's resources learns no password. The file comes
     from wherever the application's own Redis password comes from (docs/deploy.md).
+
+    Envoy 1.40 uses the file's bytes as they are (a trailing newline is part of
+    the password), reads a downstream file once when it builds the Listener and
+    an upstream file at every new upstream connection; a missing file is a
+    Listener NACK naming the path, but an upstream file that disappears while
+    the sidecar runs makes Envoy abort at its next upstream connection. Hence
+    files are replaced atomically, never deleted (measured in
+    tests/integration/test_sidecar_password_files.py; docs/deploy.md).
     """
 
     path: str
@@ -152,10 +160,11 @@ def build_cluster(spec: GroupSpec) -> Cluster:
     """An EDS cluster fed over ADS whose identity includes the current primary.
 
     With ``upstream_auth`` the cluster carries redis_proxy protocol options, so
-    Envoy sends ``AUTH [user] password`` on every upstream connection. The
-    password is inline: it travels in the xDS stream (hence mutual TLS, see
-    ``docs/security.md``) and goes into the resource's content-hash version,
-    which is a truncated SHA-256 and does not reveal it.
+    Envoy sends ``AUTH [user] password`` on every upstream connection. With a
+    :class:`PasswordFile` only its path is in the resource. With inline
+    :class:`Credentials` the password travels in the xDS stream (config allows
+    it only with mutual TLS, see ``docs/security.md``) and goes into the
+    resource's content-hash version, a truncated SHA-256 that does not reveal it.
     """
     cluster = Cluster(
         name=cluster_name(spec.name),

@@ -24,7 +24,6 @@ import structlog
 
 from redis_sentinel_watch import (
     Address,
-    Health,
     PrimaryChange,
     RedisSentinelIO,
     SentinelIO,
@@ -32,19 +31,33 @@ from redis_sentinel_watch import (
     Watcher,
     majority,
 )
+from redis_sentinel_watch.auth import Credentials, Secret
 from xds.ads.cache import SnapshotCache
 from xds.ads.server import XdsServer
 from xds.ads.sidecars import Sidecars
 from xds.ads.snapshot import Snapshot
+from xds.ads.typeurls import short_type
 from xds.resources.profiles import Profile, Profiles
 from xds.resources.redis_group import GroupSpec
 from xds.resources.snapshot import build_snapshot
+from xds.service.admin_auth import admin_token, exposure_error
+from xds.service.admin_build import failover_event, group_state, sentinel_state, sidecar_state
+from xds.service.admin_documents import EventsDocument, StatusDocument
 from xds.service.admin_http import AdminServer
-from xds.service.config import Config
+from xds.service.config import Config, ConfigError
 from xds.service.metrics import GroupSample, Metrics, SentinelSample, StateSample
+from xds.service.reload import prepare_reload
 from xds.service.secrets import REDACTOR, config_secrets
-from xds.service.timeline import FailoverRecord, Timeline, acked_primaries
-from xds.service.tls import server_credentials, transport_warning
+from xds.service.systemd import SystemdNotifier, notify_lifecycle, watchdog_interval_s
+from xds.service.timeline import KEEP, FailoverRecord, Timeline
+from xds.service.tls import (
+    RotatingServerCredentials,
+    TlsLoadError,
+    load_server_tls,
+    transport_warning,
+)
+from xds.service.version import package_version
+from xds.service.watchdog import LoopWatchdog
 
 __all__ = ["FailoverRecord", "Service", "build_watcher", "sentinel_io"]
 
@@ -78,13 +91,19 @@ def build_watcher(config: Config, io: SentinelIO) -> Watcher:
 class Service:
     """Runs the whole control plane for one :class:`Config`."""
 
-    def __init__(self, config: Config, io: SentinelIO | None = None) -> None:
+    def __init__(
+        self, config: Config, io: SentinelIO | None = None, *, config_path: str | None = None
+    ) -> None:
         self.config = config
+        #: the file SIGHUP reloads (None: reloading is off, e.g. a config built in a test)
+        self.config_path = config_path
+        self.xds_credentials: RotatingServerCredentials | None = None
+        self._reload_lock = asyncio.Lock()
         self.io: SentinelIO = io or sentinel_io(config)
         REDACTOR.add(config_secrets(config))  # logs and admin responses never show them
         self.profiles = Profiles(config.groups)
         self.cache = SnapshotCache(self.profiles.of)
-        self.metrics = Metrics()
+        self.metrics = Metrics(version=package_version())
         self.sidecars = Sidecars(self.metrics)
         self.watcher = build_watcher(config, self.io)
         self.watcher.subscribe(self._on_topology)
@@ -93,7 +112,11 @@ class Service:
             self.sidecars,
             max_streams=config.xds_max_streams,
             max_requests_per_second=config.xds_max_requests_per_second,
+            max_streams_per_peer=config.xds_max_streams_per_peer,
+            first_request_timeout_s=config.xds_first_request_timeout_s,
+            max_node_bytes=config.xds_max_node_bytes,
         )
+        self.watchdog = LoopWatchdog(on_stall=self.metrics.loop_stalled)
         self.timeline = Timeline(self.sidecars, self.metrics, self._primary_of)
         self.metrics.add_state(self._metrics_sample)
         self.admin = AdminServer(
@@ -103,6 +126,7 @@ class Service:
             events=self._events,
             drain_notice=self._drain_notice,
             redact=REDACTOR.data,
+            token=self._admin_token(),
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch_task: asyncio.Task[None] | None = None
@@ -114,16 +138,28 @@ class Service:
 
     async def startup(self) -> None:
         """Bind both listeners, then start watching."""
+        self.watchdog.start()
         tls = self.config.xds_tls
+        if tls is not None:
+            try:
+                self.xds_credentials = RotatingServerCredentials(tls, load_server_tls(tls))
+            except TlsLoadError as exc:
+                raise ConfigError(f"xds.tls.{exc.field}", str(exc)) from None
+        if self.config_path is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         xds_port = await self.xds.start(
             self.config.xds_listen.host,
             self.config.xds_listen.port,
-            server_credentials(tls) if tls is not None else None,
+            self.xds_credentials.credentials if self.xds_credentials is not None else None,
         )
         warning = transport_warning(
             self.config.xds_listen,
             tls,
-            any(g.upstream_auth or g.downstream_auth for g in self.config.groups),
+            any(  # only inline passwords travel over xDS (PasswordFile sends a path)
+                isinstance(a, Credentials)
+                for g in self.config.groups
+                for a in (g.upstream_auth, g.downstream_auth)
+            ),
         )
         if warning is not None:
             log.warning(
@@ -132,6 +168,14 @@ class Service:
         admin_port = await self.admin.start(self.config.admin_listen)
         self._watch_task = asyncio.create_task(self.watcher.run())
         self._watch_task.add_done_callback(self._watch_ended)
+        notify = asyncio.create_task(
+            notify_lifecycle(
+                SystemdNotifier(), self.ready, self.systemd_status, watchdog_interval_s()
+            ),
+            name="systemd-notify",
+        )
+        self._tasks.add(notify)
+        notify.add_done_callback(self._task_done)
         log.info(
             "service.started",
             xds_port=xds_port,
@@ -149,6 +193,52 @@ class Service:
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         await self._stop.wait()
 
+    def _on_sighup(self) -> None:
+        task = asyncio.create_task(self.reload(), name="config-reload")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def reload(self) -> bool:
+        """Re-read the config file, its secrets and the xDS certificate; apply them only if
+        all are valid, else keep serving the old state (see :mod:`xds.service.reload`)."""
+        if self.config_path is None:
+            return False
+        async with self._reload_lock:  # SIGHUPs in a burst apply one after the other
+            running_tls = self.xds_credentials.material if self.xds_credentials else None
+            try:
+                plan = await asyncio.to_thread(
+                    prepare_reload, self.config_path, self.config, running_tls
+                )
+            except ConfigError as exc:
+                log.error("config.reload_failed", field=exc.field, error=str(exc))
+                self.metrics.reloads.labels("failure").inc()
+                return False
+            new = plan.config
+            REDACTOR.add(config_secrets(new))
+            self.io.reconfigure(
+                new.watch.sentinel_timeout_s,
+                sentinel_auth=new.sentinel_auth,
+                redis_auth=new.redis_auth,
+                tls=new.tls,
+            )
+            self.watcher.reconfigure(
+                poll_interval_s=new.watch.poll_interval_s,
+                role_check=new.watch.role_check,
+                react_on_promotion=new.watch.react_on_promotion,
+                promotion_probe_interval_s=new.watch.promotion_probe_interval_s,
+                fence_pause_ms=new.watch.fence_pause_ms,
+            )
+            self.admin.set_token(admin_token(new))
+            if plan.tls is not None and self.xds_credentials is not None:
+                self.xds_credentials.rotate(plan.tls)
+            self.config = new
+            self._on_topology(self.watcher.topology, ())  # rebuilt groups reach the sidecars
+            if plan.ignored:
+                log.warning("config.reload_ignored", fields=list(plan.ignored), until="restart")
+            log.info("config.reloaded", changed=list(plan.changed))
+            self.metrics.reloads.labels("success").inc()
+            return True
+
     def request_stop(self, why: str = "requested") -> None:
         log.info("service.stopping", reason=why)
         self._stop.set()
@@ -163,7 +253,11 @@ class Service:
             task.cancel()
         await self.xds.stop(grace_s)
         await self.admin.stop()
+        if self.config_path is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await self.io.aclose()
+        self.watchdog.stop()
         log.info("service.stopped")
 
     async def serve_forever(self) -> None:
@@ -248,26 +342,48 @@ class Service:
 
     @property
     def failovers(self) -> list[FailoverRecord]:
-        """Completed failovers, oldest first (the last 100)."""
-        return self.timeline.recent(100)
+        """Completed failovers, oldest first (every one the timeline keeps)."""
+        return self.timeline.recent(KEEP)
 
-    def _events(self, n: int) -> list[dict[str, Any]]:
-        return [r.as_dict() for r in self.timeline.recent(n)]
+    def _events(self, n: int) -> EventsDocument:
+        return EventsDocument(tuple(failover_event(r) for r in self.timeline.recent(n)))
 
     def _drain_notice(self, group: str, node: Address, ttl_s: float) -> str | None:
-        """Label the next failover of ``group`` away from ``node`` as a drain (admin API)."""
+        """Label the next failover of ``group`` away from ``node`` as a drain (admin API);
+        only for a node the group has now (see :mod:`xds.service.notices`)."""
         if self.config.group(group) is None:
-            return f"unknown group {group!r}"
-        self.timeline.notices.note(group, node, ttl_s)
-        return None
+            return f"group: unknown group {group!r}"
+        view = self.watcher.topology.group(group)
+        known = (
+            ((view.primary,) if view.primary else ()) + view.replicas + view.drained
+            if view is not None
+            else ()
+        )
+        return self.timeline.notices.note(group, node, ttl_s, known)
+
+    def _admin_token(self) -> Secret | None:
+        """The operator token (admin.token_file); refuses a non-loopback admin without one
+        here too, so no config path can expose /status anonymously (exit 2, one line)."""
+        token = admin_token(self.config)
+        refused = exposure_error(self.config.admin_listen, token)
+        if refused is not None:
+            raise ConfigError("admin.listen", refused)
+        if token is not None:
+            REDACTOR.add([token])
+        return token
 
     def _metrics_sample(self) -> StateSample:
         by_protocol: dict[str, int] = {}
+        states: dict[tuple[str, str], int] = {}
         for sc in self.sidecars.all():
             by_protocol[sc.protocol] = by_protocol.get(sc.protocol, 0) + 1
+            for url, ts in sc.types.items():
+                key = (short_type(url), ts.state().value)
+                states[key] = states.get(key, 0) + 1
         return StateSample(
             ready=self.ready()[0],
             sidecars_by_protocol=by_protocol,
+            sidecar_states=states,
             groups=[
                 GroupSample(
                     g.name,
@@ -275,6 +391,8 @@ class Service:
                     g.health.value,
                     g.agreeing,
                     g.sentinels,
+                    promotable=len(set(g.replicas) - set(g.drained)),
+                    dissenting=tuple(str(d.sentinel) for d in g.dissent),
                 )
                 for g in self.watcher.topology.groups
             ],
@@ -284,6 +402,17 @@ class Service:
         )
 
     # ------------------------------------------------------------------ views
+
+    def systemd_status(self) -> str:
+        """One line for ``systemctl status``: every group's primary and health."""
+        groups = self.watcher.topology.groups
+        if not groups:
+            return "waiting for the Sentinels"
+        return "; ".join(
+            f"{g.name} -> {g.primary or 'no primary'}"
+            + ("" if g.health.value == "ok" else f" ({g.health.value})")
+            for g in groups
+        )
 
     def ready(self) -> tuple[bool, str]:
         """Ready = serving a snapshot and a majority of Sentinels answered the last poll."""
@@ -295,61 +424,26 @@ class Service:
             return False, f"only {have} of {len(self.config.sentinels)} Sentinels reachable"
         return True, "ok"
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusDocument:
+        """``/status``: what this control plane serves, and to whom."""
         snapshot = self.cache.current()
         versions = snapshot.versions if snapshot else {}
-        groups = []
-        for g in self.watcher.topology.groups:
-            groups.append(
-                {
-                    "name": g.name,
-                    "primary": str(g.primary) if g.primary else None,
-                    "replicas": [str(r) for r in g.replicas],
-                    "drained": [str(r) for r in g.drained],
-                    "config_epoch": g.config_epoch,
-                    "agreeing": g.agreeing,
-                    "sentinels": g.sentinels,
-                    "health": g.health.value,
-                    "degraded": g.health is not Health.OK,
-                    "provisional": g.provisional,
-                    "reason": g.reason,
-                }
-            )
         sidecars = []
         for sc in sorted(self.sidecars.all(), key=lambda s: (s.node_id, s.stream_id)):
-            entry = sc.as_dict()
-            entry["primaries"] = acked_primaries(sc)
-            own = self.cache.current(sc.profile)
-            own_versions = own.versions if own is not None else versions
-            for url, ts in sc.types.items():
-                key = url.rsplit(".", 1)[-1]
-                if (
-                    ts.requested
-                    and own_versions.get(url)
-                    and ts.acked_version != own_versions[url]
-                    and entry["types"][key]["state"] == "SYNCED"
-                ):
-                    entry["types"][key]["state"] = "STALE"
-            sidecars.append(entry)
+            own = self.cache.current(sc.profile)  # judged against its own profile's versions
+            sidecars.append(sidecar_state(sc, own.versions if own is not None else versions))
         ok, why = self.ready()
-        return {
-            "ready": ok,
-            "reason": why,
-            "versions": {url.rsplit(".", 1)[-1]: v for url, v in versions.items()},
-            "sentinels": [
-                {
-                    "address": str(v.sentinel),
-                    "reachable": v.reachable,
-                    "tilt": v.tilt,
-                    "error": v.error,
-                }
-                for v in self.watcher.views
-            ],
-            "groups": groups,
-            "sidecars": sidecars,
-            "failovers": [f.as_dict() for f in self.timeline.recent(20)],
-        }
+        return StatusDocument(
+            ready=ok,
+            reason=why,
+            versions={short_type(url): v for url, v in versions.items()},
+            sentinels=tuple(sentinel_state(v) for v in self.watcher.views),
+            groups=tuple(group_state(g) for g in self.watcher.topology.groups),
+            sidecars=tuple(sidecars),
+            failovers=tuple(failover_event(f) for f in self.timeline.recent(20)),
+        )
 
 
 def _short_versions(snapshot: Snapshot) -> dict[str, str]:
-    return {url.rsplit(".", 1)[-1]: v for url, v in snapshot.versions.items()}
+    return {short_type(url): v for url, v in snapshot.versions.items()}
+

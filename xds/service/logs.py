@@ -49,7 +49,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             # no local variables in tracebacks: a secret cut at a length limit would
-            # slip past the redactor (xds/secrets.py)
+            # slip past the redactor (xds/service/secrets.py)
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             )

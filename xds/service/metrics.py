@@ -15,13 +15,23 @@ out unless asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+from xds.ads.limits import REASONS as REFUSAL_REASONS
+from xds.ads.typeurls import CLUSTER, ENDPOINT, LISTENER, short_type
 
 __all__ = [
     "CONTENT_TYPE",
@@ -30,7 +40,6 @@ __all__ = [
     "Metrics",
     "SentinelSample",
     "StateSample",
-    "short_type",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -40,15 +49,19 @@ PREFIX = "sentinel_xds"
 TRIGGERS: tuple[str, ...] = ("sentinel-event", "drain", "reconcile")
 
 #: resource types, short names (label values)
-TYPES: tuple[str, ...] = ("Cluster", "ClusterLoadAssignment", "Listener")
+TYPES: tuple[str, ...] = tuple(short_type(url) for url in (CLUSTER, ENDPOINT, LISTENER))
+
+#: sync states a sidecar's resource type is counted in (NOT_SENT is not a sync state)
+SIDECAR_STATES: tuple[str, ...] = ("SYNCED", "STALE", "NACKED")
+
+#: failover phases as histograms: first sign → switch, → push, → last ACK
+PHASES: tuple[str, ...] = ("detect_to_switch", "detect_to_push", "detect_to_acked")
+
+#: a failover takes ~20 ms (planned) to a few seconds (kill -9, Sentinel detection)
+PHASE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 #: push → ACK on loopback is ~1-20 ms; a slow or overloaded sidecar takes seconds
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def short_type(type_url: str) -> str:
-    """``type.googleapis.com/envoy.config.cluster.v3.Cluster`` → ``Cluster``."""
-    return type_url.rsplit(".", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,10 @@ class GroupSample:
     health: str
     agreeing: int
     sentinels: int
+    #: replicas a failover could promote now (not drained; see docs/sentinel.md)
+    promotable: int = 0
+    #: Sentinels whose view of the group differs from the majority's (reported dissent)
+    dissenting: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,8 @@ class StateSample:
     sidecars_by_protocol: dict[str, int] = field(default_factory=dict)
     groups: Sequence[GroupSample] = ()
     sentinels: Sequence[SentinelSample] = ()
+    #: (short type name, SyncState value) → number of sidecars in that state
+    sidecar_states: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _StateCollector(Collector):
@@ -96,6 +115,15 @@ class _StateCollector(Collector):
         for protocol in sorted({"sotw", "delta", *s.sidecars_by_protocol}):
             sidecars.add_metric([protocol], float(s.sidecars_by_protocol.get(protocol, 0)))
         yield sidecars
+        states = GaugeMetricFamily(
+            f"{PREFIX}_sidecars",
+            "Sidecars by resource type and sync state of the latest version",
+            labels=["type", "state"],
+        )
+        for kind in TYPES:
+            for state in SIDECAR_STATES:
+                states.add_metric([kind, state], float(s.sidecar_states.get((kind, state), 0)))
+        yield states
         primary = InfoMetricFamily(
             f"{PREFIX}_group_primary",
             "The primary each group's sidecars are sent to",
@@ -111,13 +139,20 @@ class _StateCollector(Collector):
             "Sentinels that confirm the group's current primary",
             labels=["group"],
         )
+        promotable = GaugeMetricFamily(
+            f"{PREFIX}_group_promotable_replicas",
+            "Replicas Sentinel could promote now without losing data (not drained)",
+            labels=["group"],
+        )
         for g in s.groups:
+            promotable.add_metric([g.name], float(g.promotable))
             primary.add_metric([g.name], {"primary": g.primary or ""})
             degraded.add_metric([g.name], 0.0 if g.health == "ok" else 1.0)
             agreeing.add_metric([g.name], float(g.agreeing))
         yield primary
         yield degraded
         yield agreeing
+        yield promotable
         up = GaugeMetricFamily(
             f"{PREFIX}_sentinel_up",
             "1 when the Sentinel answered the last poll",
@@ -131,13 +166,48 @@ class _StateCollector(Collector):
             tilt.add_metric([sentinel.address], 1.0 if sentinel.tilt else 0.0)
         yield up
         yield tilt
+        dissent = GaugeMetricFamily(
+            f"{PREFIX}_sentinel_dissent",
+            "1 when the Sentinel's view of the group (primary, epoch, TILT) differs from the "
+            "majority's",
+            labels=["group", "sentinel"],
+        )
+        for g in s.groups:
+            for sentinel in s.sentinels:
+                dissent.add_metric(
+                    [g.name, sentinel.address], 1.0 if sentinel.address in g.dissenting else 0.0
+                )
+        yield dissent
 
 
 class Metrics:
     """The registry and every event metric; implements :class:`~xds.ads.sidecars.XdsObserver`."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: str = "unknown") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # RSS and CPU: the budgets in docs/xds.md
+        build = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the running version in the label",
+            ["version"],
+            registry=self.registry,
+        )
+        build.labels(version).set(1)
+        self.reloads = Counter(
+            f"{PREFIX}_config_reloads",
+            "SIGHUP reloads of the config, secrets and certificates, by result",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
+        self.failover_phases = Histogram(
+            f"{PREFIX}_failover_phase_seconds",
+            "Failover phases, measured from the failover's first sign",
+            ["phase", "trigger"],
+            buckets=PHASE_BUCKETS,
+            registry=self.registry,
+        )
         self.pushes = Counter(
             f"{PREFIX}_pushes",
             "xDS responses sent to sidecars",
@@ -168,7 +238,16 @@ class Metrics:
         )
         self.streams_refused = Counter(
             f"{PREFIX}_streams_refused",
-            "ADS streams refused because xds.max_streams were open",
+            "ADS streams refused or closed early, by reason: xds.max_streams, "
+            "xds.max_streams_per_peer, xds.first_request_timeout_s, node_limits",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REFUSAL_REASONS:  # present from the first scrape, at zero
+            self.streams_refused.labels(reason)
+        self.loop_stalls = Counter(
+            f"{PREFIX}_event_loop_stalls",
+            "Times the event loop did not run for more than the watchdog threshold (250 ms)",
             registry=self.registry,
         )
         self.rate_limited_requests = Counter(
@@ -202,16 +281,25 @@ class Metrics:
     def nacked(self, type_url: str) -> None:
         self.nacks.labels(short_type(type_url)).inc()
 
-    def stream_refused(self) -> None:
-        self.streams_refused.inc()
+    def stream_refused(self, reason: str = "max_streams") -> None:
+        self.streams_refused.labels(reason).inc()
+
+    def loop_stalled(self, seconds: float) -> None:
+        """The watchdog saw the event loop stall (:mod:`xds.service.watchdog`)."""
+        self.loop_stalls.inc()
 
     def rate_limited(self) -> None:
         self.rate_limited_requests.inc()
 
     # timeline ---------------------------------------------------------------------
 
-    def failover_completed(self, trigger: str) -> None:
+    def failover_completed(
+        self, trigger: str, phases_ms: Mapping[str, float | None] | None = None
+    ) -> None:
         self.failovers.labels(trigger).inc()
+        for phase, ms in (phases_ms or {}).items():
+            if ms is not None and phase in PHASES:
+                self.failover_phases.labels(phase, trigger).observe(ms / 1000.0)
 
     def render(self) -> bytes:
         """The text exposition format (``Content-Type``: :data:`CONTENT_TYPE`)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from redis_sentinel_watch import Address, PrimaryChange
 from xds.ads.sidecars import Sidecar, Sidecars, SyncState
 from xds.ads.snapshot import CLUSTER, ENDPOINT
 from xds.resources.redis_group import NO_PRIMARY
+from xds.service.notices import DrainNotices
 
 __all__ = [
     "DrainNotices",
@@ -46,7 +47,6 @@ log = structlog.get_logger("xds.timeline")
 #: how long a failover is followed before it is recorded with the ACKs it got
 ACK_WAIT_S = 30.0
 KEEP = 100
-MAX_NOTICE_TTL_S = 600.0
 
 
 def classify(sign: str, drained: bool) -> str:
@@ -84,7 +84,9 @@ def acked_primaries(sidecar: Sidecar) -> dict[str, str]:
 
 
 class FailoverObserver(Protocol):
-    def failover_completed(self, trigger: str) -> None: ...
+    def failover_completed(
+        self, trigger: str, phases_ms: Mapping[str, float | None] | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -92,7 +94,11 @@ class FailoverRecord:
     """One primary change from first sign to last ACK (the on-call timeline).
 
     Durations are milliseconds from the first sign (the first Sentinel event
-    or poll that showed trouble; the switch itself when there was none).
+    or poll that showed trouble; the switch itself when there was none). It is
+    a sign of *this* failover: a ``+sdown`` taken back by ``-sdown``, or one
+    nothing supported for a few down-after periods, is not charged to it (see
+    :mod:`redis_sentinel_watch.first_signs`). ``at`` is the wall clock of the
+    switch, so ``at - detect_to_switch_ms / 1000`` is the first sign's.
     ``switch_to_push_ms`` is from our switch to the last sidecar's push.
     """
 
@@ -115,32 +121,6 @@ class FailoverRecord:
         return asdict(self)
 
 
-class DrainNotices:
-    """ "A drain of NODE in GROUP is under way", as told by ``sentinel-xds drain``.
-
-    The control plane cannot tell a planned ``SENTINEL FAILOVER`` from an
-    operator's manual one by looking at Sentinel, so the drain tool says so
-    on the admin API before it asks Sentinel. A notice only labels the next
-    failover away from that node; it changes no routing.
-    """
-
-    def __init__(self) -> None:
-        self._until: dict[tuple[str, str], float] = {}
-
-    def note(self, group: str, node: Address, ttl_s: float) -> None:
-        ttl = min(max(ttl_s, 1.0), MAX_NOTICE_TTL_S)
-        self._until[(group, str(node))] = time.monotonic() + ttl
-        log.info("drain.notice", group=group, node=str(node), ttl_s=ttl)
-
-    def take(self, group: str, old: Address | None) -> bool:
-        """True (once) if a live notice covers a failover of ``group`` away from ``old``."""
-        now = time.monotonic()
-        self._until = {k: v for k, v in self._until.items() if v > now}
-        if old is None:
-            return False
-        return self._until.pop((group, str(old)), None) is not None
-
-
 class Timeline:
     """Follows each primary change to the last sidecar ACK and keeps the records."""
 
@@ -150,7 +130,14 @@ class Timeline:
         observer: FailoverObserver | None = None,
         current_primary: Callable[[str], Address | None] | None = None,
         ack_wait_s: float = ACK_WAIT_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` must be the clock of :class:`PrimaryChange` times and of the
+        sidecars' push/ACK times (``time.monotonic``); tests inject both clocks."""
+        self._clock = clock
+        self._wall = wall
         self._sidecars = sidecars
         self._observer = observer
         self._current = current_primary
@@ -172,6 +159,8 @@ class Timeline:
             trigger=classify(change.trigger, self.notices.take(change.group, change.old)),
             sign=change.trigger,
             epoch=change.epoch,
+            # the switch's wall clock, so that `at - detect_to_switch_ms` is the first sign's
+            at=self._wall() - (self._clock() - change.switched_at),
             detect_to_switch_ms=_ms(change.switched_at - start),
         )
         return record
@@ -209,10 +198,17 @@ class Timeline:
         if pushes:
             record.detect_to_push_ms = _ms(max(pushes) - start)
             record.switch_to_push_ms = _ms(max(pushes) - change.switched_at)
-        record.detect_to_acked_ms = _ms((max(acks) if acks else time.monotonic()) - start)
+        record.detect_to_acked_ms = _ms((max(acks) if acks else self._clock()) - start)
         self._records.append(record)
         if self._observer is not None:
-            self._observer.failover_completed(record.trigger)
+            self._observer.failover_completed(
+                record.trigger,
+                {
+                    "detect_to_switch": record.detect_to_switch_ms,
+                    "detect_to_push": record.detect_to_push_ms,
+                    "detect_to_acked": record.detect_to_acked_ms,
+                },
+            )
         level = log.info if record.acked == record.sidecars else log.warning
         level("failover.completed", **record.as_dict())
         return record

@@ -11,25 +11,38 @@ before any gRPC method runs.
 The files are checked when the config is loaded, with Python's ``ssl`` module
 (the same OpenSSL rules gRPC applies), so a wrong key or an empty CA file is a
 one-line config error naming the field rather than a server that starts and
-refuses every sidecar. They are read again when the server starts, so a
-rotated certificate takes effect on the next restart (replicas restart one
-at a time without sidecars noticing; see ``docs/security.md``).
+refuses every sidecar.
+
+Rotation needs no restart: the server's credentials are *dynamic*
+(:class:`RotatingServerCredentials`, over ``grpc.dynamic_ssl_server_credentials``):
+gRPC asks them for the current certificate before every new handshake, and a
+SIGHUP (:mod:`xds.service.reload`) hands them the files read again. Connected
+sidecars keep their streams (an established TLS session is not renegotiated);
+each new connection gets the new certificate. The bytes handed to gRPC are
+the bytes that were checked (:func:`load_server_tls` reads, checks, reads
+again and compares), so a certificate caught half-written by a reload is a
+failed reload, never a server that refuses every handshake.
 """
 
 from __future__ import annotations
 
 import ssl
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 
 from redis_sentinel_watch import Address
+from xds.service.secrets import MAX_CONFIG_FILE_BYTES, UnsafeFile, read_regular_file
 
 __all__ = [
+    "RotatingServerCredentials",
     "ServerTls",
+    "TlsLoadError",
+    "TlsMaterial",
     "TlsProblem",
     "check_server_tls",
+    "load_server_tls",
     "server_credentials",
     "transport_warning",
 ]
@@ -101,14 +114,107 @@ def check_server_tls(tls: ServerTls) -> TlsProblem | None:
     return None
 
 
+@dataclass(frozen=True)
+class TlsMaterial:
+    """The PEM bytes of ``xds.tls`` as read and checked (compared to see what a reload changes)."""
+
+    key: bytes
+    chain: bytes
+    client_ca: bytes | None
+
+    def certificate_configuration(self) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(self.key, self.chain)], root_certificates=self.client_ca
+        )
+
+    def changed_fields(self, other: TlsMaterial) -> list[str]:
+        """The ``xds.tls`` keys whose file contents differ from ``other``'s."""
+        pairs = (
+            ("cert_file", self.chain, other.chain),
+            ("key_file", self.key, other.key),
+            ("client_ca_file", self.client_ca, other.client_ca),
+        )
+        return [f"xds.tls.{name}" for name, mine, theirs in pairs if mine != theirs]
+
+
+class TlsLoadError(Exception):
+    """A file of ``xds.tls`` cannot be used; ``field`` is its key (e.g. ``key_file``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _read_all(tls: ServerTls) -> TlsMaterial:
+    files = (
+        ("key_file", tls.key_file),
+        ("cert_file", tls.cert_file),
+        ("client_ca_file", tls.client_ca_file),
+    )
+    found: dict[str, bytes] = {}
+    for field, name in files:
+        if name is None:
+            continue
+        try:
+            found[field] = read_regular_file(name, MAX_CONFIG_FILE_BYTES)
+        except UnsafeFile as exc:
+            raise TlsLoadError(field, f"cannot read {name!r}: {exc}") from None
+    return TlsMaterial(found["key_file"], found["cert_file"], found.get("client_ca_file"))
+
+
+def load_server_tls(tls: ServerTls) -> TlsMaterial:
+    """Read the files, check them (:func:`check_server_tls`), read them again: the
+    checked bytes, or :class:`TlsLoadError` naming the key (also when a file changed
+    in between, e.g. a certificate written while its key was not yet)."""
+    before = _read_all(tls)
+    problem = check_server_tls(tls)
+    if problem is not None:
+        raise TlsLoadError(problem.field, problem.message)
+    after = _read_all(tls)
+    if after != before:
+        changed = after.changed_fields(before)[0].rpartition(".")[2]
+        raise TlsLoadError(changed, "changed while it was being read; reload again")
+    return after
+
+
+class RotatingServerCredentials:
+    """gRPC server credentials whose certificate can be replaced while the server runs.
+
+    gRPC calls the fetcher (from its own threads) before each new handshake;
+    it answers None ("no change") until :meth:`rotate` hands it new material,
+    which it then returns once. Whether client certificates are required is
+    fixed for the server's lifetime (a reload may not change it).
+    """
+
+    def __init__(self, tls: ServerTls, material: TlsMaterial) -> None:
+        self.require_client_cert = tls.require_client_cert
+        self.material = material
+        self._pending: grpc.ServerCertificateConfiguration | None = None
+        self._lock = threading.Lock()
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            material.certificate_configuration(),
+            self._fetch,  # type: ignore[arg-type]  # None means "no change" (grpc's docs)
+            require_client_authentication=tls.require_client_cert,
+        )
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
+
+    def rotate(self, material: TlsMaterial) -> None:
+        """Serve ``material`` from the next handshake on (existing connections keep theirs)."""
+        with self._lock:
+            self.material = material
+            self._pending = material.certificate_configuration()
+
+
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
-    """gRPC server credentials from the files, read now (so a restart picks up rotation)."""
-    key = Path(tls.key_file).read_bytes()
-    chain = Path(tls.cert_file).read_bytes()
-    ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    """Static gRPC server credentials from the files, read now (tests and tools)."""
+    material = _read_all(tls)
     return grpc.ssl_server_credentials(
-        [(key, chain)],
-        root_certificates=ca,
+        [(material.key, material.chain)],
+        root_certificates=material.client_ca,
         require_client_auth=tls.require_client_cert,
     )
 

@@ -1,0 +1,249 @@
+"""The reload decision: a valid file is applied whole, anything else keeps the old state.
+
+Pure checks of :func:`xds.service.reload.plan_reload` (what is applied, what is
+ignored until a restart, what is refused), then :meth:`Service.reload` over
+scripted Sentinels and a real config file: the new credentials reach the
+I/O, a changed group is republished, a broken file changes nothing and is
+counted and logged with the field it names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from redis_sentinel_watch import Address, FakeSentinelIO
+from redis_sentinel_watch.auth import Credentials, Secret
+from xds.service.app import Service
+from xds.service.config import Config, ConfigError, load_config, parse_config
+from xds.service.reload import diff_fields, plan_reload
+from xds.service.tls import TlsMaterial
+
+SENTINEL = Address("127.0.0.1", 26997)
+PRIMARY = Address("127.0.0.1", 7411)
+
+
+def _data(**over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "sentinels": [str(SENTINEL)],
+        "groups": {"g": {"listen": "127.0.0.1:6393"}},
+        "xds": {"listen": "127.0.0.1:18077"},
+        "admin": {"listen": "127.0.0.1:9177"},
+        "watch": {"poll_interval_s": 0.5},
+    }
+    data.update(over)
+    return data
+
+
+def _config(**over: Any) -> Config:
+    return parse_config(_data(**over))
+
+
+def _secret_file(path: Path, value: str) -> Path:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_same_file_changes_nothing() -> None:
+    plan = plan_reload(_config(), None, _config(), None)
+    assert plan.changed == () and plan.ignored == () and plan.tls is None
+
+
+def test_changed_fields_are_named_never_valued() -> None:
+    old = _config()
+    new = dataclasses.replace(
+        old,
+        redis_auth=Credentials(Secret("new-password-1234")),
+        watch=dataclasses.replace(old.watch, poll_interval_s=0.2),
+        groups=(dataclasses.replace(old.groups[0], op_timeout_ms=900),),
+    )
+    plan = plan_reload(old, None, new, None)
+    assert set(plan.changed) == {"redis_auth", "watch.poll_interval_s", "groups.g.op_timeout_ms"}
+    assert plan.config == new
+    rotated = dataclasses.replace(new, redis_auth=Credentials(Secret("newer-password-5678")))
+    assert plan_reload(new, None, rotated, None).changed == ("redis_auth.password",)
+    assert "newer" not in repr(plan_reload(new, None, rotated, None))
+
+
+def test_listen_changes_are_reported_and_ignored_the_rest_applied() -> None:
+    old = _config()
+    new = _config(
+        xds={"listen": "127.0.0.1:18078", "max_streams": 50},
+        admin={"listen": "127.0.0.1:9178"},
+        watch={"poll_interval_s": 0.25},
+    )
+    plan = plan_reload(old, None, new, None)
+    # the per-peer default follows max_streams, so it changed too
+    assert set(plan.ignored) == {
+        "xds.listen",
+        "admin.listen",
+        "xds.max_streams",
+        "xds.max_streams_per_peer",
+    }
+    assert plan.changed == ("watch.poll_interval_s",)
+    assert plan.config.xds_listen == old.xds_listen
+    assert plan.config.admin_listen == old.admin_listen
+    assert plan.config.xds_max_streams == old.xds_max_streams
+    assert plan.config.watch.poll_interval_s == 0.25
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"sentinels": [str(SENTINEL), "127.0.0.1:26996"]}, "sentinels"),
+        (
+            {"groups": {"g": {"listen": "127.0.0.1:6393"}, "h": {"listen": "127.0.0.1:6394"}}},
+            "groups",
+        ),
+        (
+            {"groups": {"g": {"listen": "127.0.0.1:6393", "sidecars": {"clusters": ["web"]}}}},
+            "groups.g.sidecars",
+        ),
+    ],
+)
+def test_topology_changes_are_refused(over: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_reload(_config(), None, _config(**over), None)
+    assert err.value.field == field
+    assert "restart" in err.value.message
+
+
+def test_reordered_groups_are_not_a_change() -> None:
+    two = {"a": {"listen": "127.0.0.1:6395"}, "b": {"listen": "127.0.0.1:6396"}}
+    swapped = dict(reversed(list(two.items())))
+    plan = plan_reload(_config(groups=two), None, _config(groups=swapped), None)
+    assert plan.changed == ()
+
+
+def test_certificate_contents_count_as_a_change() -> None:
+    old, new = TlsMaterial(b"k1", b"c1", None), TlsMaterial(b"k2", b"c2", None)
+    plan = plan_reload(_config(), old, _config(), new)
+    assert plan.tls == new
+    assert set(plan.changed) == {"xds.tls.cert_file", "xds.tls.key_file"}
+    assert plan_reload(_config(), old, _config(), old).tls is None
+
+
+def test_diff_names_the_file_keys() -> None:
+    old = _config()
+    new = dataclasses.replace(old, xds_max_node_bytes=1000, admin_token_file="/x")  # noqa: S106 - a path
+    assert set(diff_fields(old, new, "")) == {"xds.max_node_bytes", "admin.token_file"}
+
+
+# --------------------------------------------------------------------------- Service.reload
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "config": tmp_path / "config.yaml",
+        "password": _secret_file(tmp_path / "redis.pass", "first-password-123"),
+    }
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(data))
+
+
+def _with_auth(files: dict[str, Path], **over: Any) -> dict[str, Any]:
+    return _data(redis_auth={"password_file": str(files["password"])}, **over)
+
+
+def _reloads(svc: Service) -> dict[str, float]:
+    """``sentinel_xds_config_reloads_total`` by result."""
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(svc.metrics.render().decode())
+        if f.name == "sentinel_xds_config_reloads"
+    ]
+    return {s.labels["result"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
+async def _service(files: dict[str, Path], data: dict[str, Any]) -> tuple[Service, FakeSentinelIO]:
+    _write(files["config"], data)
+    io = FakeSentinelIO()
+    io.say(SENTINEL, "g", PRIMARY, epoch=1)
+    io.set_role(PRIMARY, "master")
+    svc = Service(load_config(files["config"]), io=io, config_path=str(files["config"]))
+    await svc.watcher.poll_once()
+    assert svc.cache.current() is not None
+    return svc, io
+
+
+async def test_valid_reload_reaches_the_io_and_republishes(files: dict[str, Path]) -> None:
+    svc, io = await _service(files, _with_auth(files))
+    generation = svc.cache.current()
+    _secret_file(files["password"], "second-password-456")
+    data = _with_auth(
+        files,
+        groups={"g": {"listen": "127.0.0.1:6393", "op_timeout_ms": 700}},
+        watch={"poll_interval_s": 0.2},
+    )
+    _write(files["config"], data)
+    with capture_logs() as logs:
+        assert await svc.reload()
+    (_, _, redis_auth, _) = io.settings[-1]
+    assert redis_auth is not None and redis_auth.password.reveal() == "second-password-456"
+    assert svc.config.groups[0].op_timeout_ms == 700
+    assert svc.cache.current() is not generation  # the group's resources were rebuilt
+    (event,) = [e for e in logs if e["event"] == "config.reloaded"]
+    assert set(event["changed"]) == {
+        "redis_auth.password",
+        "groups.g.op_timeout_ms",
+        "watch.poll_interval_s",
+    }
+    assert "second-password" not in repr(logs)
+    assert _reloads(svc) == {"success": 1.0, "failure": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("sentinels: [oops\n", ""),
+        (None, "redis_auth.password_file"),
+        (None, "groups"),
+    ],
+)
+async def test_invalid_reload_keeps_the_old_state(
+    files: dict[str, Path], text: str | None, field: str
+) -> None:
+    svc, io = await _service(files, _with_auth(files))
+    before, snapshot = svc.config, svc.cache.current()
+    if text is not None:
+        files["config"].write_text(text)
+    elif field == "groups":
+        groups = {"g": {"listen": "127.0.0.1:6393"}, "new": {"listen": "127.0.0.1:6399"}}
+        _write(files["config"], _with_auth(files, groups=groups))
+    else:
+        files["password"].chmod(0o644)  # refused by the secret-file rules
+    with capture_logs() as logs:
+        assert not await svc.reload()
+    assert svc.config is before
+    assert svc.cache.current() is snapshot
+    assert io.settings == []
+    (event,) = [e for e in logs if e["event"] == "config.reload_failed"]
+    assert event["field"] == field
+    assert "\n" not in event["error"] and (not field or field in event["error"])
+    assert not [e for e in logs if e["event"] == "config.reloaded"]
+    assert _reloads(svc) == {"success": 0.0, "failure": 1.0}
+
+
+async def test_listen_change_is_logged_and_kept(files: dict[str, Path]) -> None:
+    svc, _ = await _service(files, _data())
+    _write(files["config"], _data(xds={"listen": "127.0.0.1:18079"}))
+    with capture_logs() as logs:
+        assert await svc.reload()
+    (ignored,) = [e for e in logs if e["event"] == "config.reload_ignored"]
+    assert ignored["fields"] == ["xds.listen"]
+    assert svc.config.xds_listen == Address("127.0.0.1", 18077)
+
+
+async def test_reload_is_off_without_a_config_path() -> None:
+    svc = Service(_config(), io=FakeSentinelIO())
+    assert not await svc.reload()

@@ -1,0 +1,150 @@
+"""Who may use which part of the admin API: the anonymous read-only surface and the operator one.
+
+Two surfaces share the admin listener:
+
+- **read-only** (``/healthz``, ``/readyz``, ``/metrics``): what liveness probes and a
+  Prometheus scraper need; always anonymous;
+- **operator** (``/status``, ``/events`` and every write, e.g. ``POST /notices/drain``):
+  ``/status`` names every Redis primary, replica, Sentinel and sidecar, and a
+  drain notice decides whether a failover counts as planned. With a token
+  configured (``admin.token_file``), every operator request must carry
+  ``Authorization: Bearer <token>``, on loopback too; without one the admin API
+  must listen on loopback only, which is checked here at startup as well as
+  by the config.
+
+A bearer token read from a file was chosen over mutual TLS (certificates to
+issue to every operator's curl and to the scraper) and a Unix socket (no
+remote scrape of ``/metrics``): one ``0600`` file, read by the service and by
+``sentinel-xds status/events/drain --config``, and usable from ``curl -H``.
+The comparison is constant-time (``hmac.compare_digest``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from redis_sentinel_watch import Address
+from redis_sentinel_watch.auth import Secret
+from xds.service.config import ConfigError
+from xds.service.secrets import MIN_TOKEN_LENGTH, UnresolvedSecret, UnsafeFile, read_secret_file
+
+if TYPE_CHECKING:
+    from xds.service.config import Config
+
+__all__ = [
+    "READ_ONLY_PATHS",
+    "TOKEN_FIELD",
+    "Authorizer",
+    "LogLimiter",
+    "admin_token",
+    "exposure_error",
+    "read_token_file",
+]
+
+TOKEN_FIELD = "admin.token_file"  # noqa: S105 - a config key, not a secret
+#: anonymous on every listener: probes and scrapers
+READ_ONLY_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def read_token_file(path: str, field: str = TOKEN_FIELD) -> Secret:
+    """The token in ``path``, read by the secret-file rules of
+    :func:`xds.service.secrets.read_secret_file` (regular file, mode 0600 or stricter,
+    at most 4 KiB), at least :data:`MIN_TOKEN_LENGTH` printable characters without
+    spaces. Raises :class:`ConfigError` naming ``field`` and the path."""
+    try:
+        token = read_secret_file(path, MIN_TOKEN_LENGTH)
+    except UnsafeFile as exc:
+        raise ConfigError(field, f"{path!r} {exc}") from None
+    value = token.reveal()
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ConfigError(
+            field,
+            f"{path!r}: expected one token of printable ASCII without spaces "
+            "(e.g. openssl rand -hex 32)",
+        )
+    return token
+
+
+def admin_token(config: Config) -> Secret | None:
+    """The operator token the config holds (None without ``admin.token_file``).
+
+    ``Config.admin_token`` when the config resolved it, else the file
+    ``Config.admin_token_file`` read here: ``status`` and ``events`` load the
+    config without resolving secrets, yet need the token to call ``/status``.
+    """
+    token = config.admin_token
+    if token is not None and not isinstance(token, UnresolvedSecret):
+        return token
+    if config.admin_token_file is not None:
+        return read_token_file(config.admin_token_file)
+    return None
+
+
+def exposure_error(listen: Address, token: Secret | None) -> str | None:
+    """Why the admin API may not listen on ``listen`` (None when it may).
+
+    Beyond loopback, ``/status`` and the drain notices would answer anyone on
+    the network, so a token is required there.
+    """
+    if token is None and not listen.is_loopback:
+        return (
+            f"{listen} is not loopback and admin.token_file is not set; the operator "
+            "endpoints (/status, /events, writes) would answer anyone who can reach it"
+        )
+    return None
+
+
+class Authorizer:
+    """Decides operator requests: None when allowed, else (HTTP status, reason)."""
+
+    def __init__(self, token: Secret | None) -> None:
+        self._expected = b"bearer " + token.reveal().encode() if token is not None else None
+
+    @property
+    def required(self) -> bool:
+        return self._expected is not None
+
+    def check(self, authorization: str | None) -> tuple[int, str] | None:
+        if self._expected is None:
+            return None  # loopback only (checked at startup)
+        if not authorization:
+            return 401, "missing bearer token"
+        scheme, _, rest = authorization.strip().partition(" ")
+        given = (
+            scheme.lower().encode("ascii", "replace")
+            + b" "
+            + rest.strip().encode("utf-8", "replace")
+        )
+        if not hmac.compare_digest(given, self._expected):
+            return 403, "wrong bearer token"
+        return None
+
+
+class LogLimiter:
+    """At most one log line per key per ``interval_s``, with the count of the ones skipped.
+
+    Anonymous clients decide how many refused requests there are; the log
+    must not grow with them.
+    """
+
+    def __init__(self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None to skip this line; else how many lines of ``key`` were skipped before it."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval_s:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return None
+        if len(self._last) > 1000:  # keys are few (reason, route); never unbounded
+            self._last.clear()
+            self._skipped.clear()
+        self._last[key] = now
+        return self._skipped.pop(key, 0)

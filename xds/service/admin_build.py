@@ -1,0 +1,114 @@
+"""The admin documents built from live state: the service's topology, streams and timeline.
+
+:mod:`xds.service.admin_documents` defines the documents and nothing else (so
+clients load it cheaply); these functions fill them in from the watcher's
+:class:`~redis_sentinel_watch.GroupTopology` and :class:`~redis_sentinel_watch.SentinelView`,
+the protocol layer's :class:`~xds.ads.sidecars.Sidecar` and the timeline's
+:class:`~xds.service.timeline.FailoverRecord`, field by field, so a renamed
+field on either side fails mypy here. :meth:`xds.service.app.Service.status`
+assembles them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from redis_sentinel_watch import GroupTopology, Health, SentinelView
+from redis_sentinel_watch.model import Dissent
+from xds.ads.sidecars import Sidecar, SyncState
+from xds.ads.typeurls import short_type
+from xds.service.admin_documents import (
+    DissentState,
+    FailoverEvent,
+    GroupState,
+    SentinelState,
+    SidecarState,
+    TypeSync,
+)
+from xds.service.timeline import FailoverRecord, acked_primaries
+
+__all__ = ["dissent_state", "failover_event", "group_state", "sentinel_state", "sidecar_state"]
+
+
+def group_state(g: GroupTopology) -> GroupState:
+    return GroupState(
+        name=g.name,
+        primary=str(g.primary) if g.primary else None,
+        replicas=tuple(str(r) for r in g.replicas),
+        drained=tuple(str(r) for r in g.drained),
+        config_epoch=g.config_epoch,
+        agreeing=g.agreeing,
+        sentinels=g.sentinels,
+        health=g.health,
+        degraded=g.health is not Health.OK,
+        provisional=g.provisional,
+        reason=g.reason,
+        dissent=tuple(dissent_state(d) for d in g.dissent),
+    )
+
+
+def dissent_state(d: Dissent) -> DissentState:
+    return DissentState(
+        sentinel=str(d.sentinel),
+        reasons=d.reasons,
+        primary=str(d.primary) if d.primary else None,
+        epoch=d.epoch,
+        majority_primary=str(d.majority_primary),
+        majority_epoch=d.majority_epoch,
+    )
+
+
+def sentinel_state(v: SentinelView) -> SentinelState:
+    return SentinelState(str(v.sentinel), v.reachable, v.tilt, v.error)
+
+
+def sidecar_state(sc: Sidecar, versions: Mapping[str, str]) -> SidecarState:
+    """One stream as ``/status`` shows it; ``versions`` are what its profile serves now.
+
+    A type the sidecar ACKed at an older version than we serve is STALE even
+    before we push the new one (the push may be in flight or still queued).
+    """
+    types: dict[str, TypeSync] = {}
+    for url, ts in sorted(sc.types.items()):
+        state = ts.state()
+        if (
+            state is SyncState.SYNCED
+            and ts.requested
+            and versions.get(url)
+            and ts.acked_version != versions[url]
+        ):
+            state = SyncState.STALE
+        types[short_type(url)] = TypeSync(
+            state, ts.sent_version, ts.acked_version, ts.nacked_version, ts.nack_detail, ts.nacks
+        )
+    return SidecarState(
+        stream_id=sc.stream_id,
+        node_id=sc.node_id,
+        cluster=sc.cluster,
+        envoy_version=sc.envoy_version,
+        peer=sc.peer,
+        protocol=sc.protocol,
+        connected_since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sc.connected_at)),
+        types=types,
+        primaries=acked_primaries(sc),
+    )
+
+
+def failover_event(r: FailoverRecord) -> FailoverEvent:
+    return FailoverEvent(
+        group=r.group,
+        old=r.old,
+        new=r.new,
+        trigger=r.trigger,
+        sign=r.sign,
+        epoch=r.epoch,
+        at=r.at,
+        detect_to_switch_ms=r.detect_to_switch_ms,
+        detect_to_push_ms=r.detect_to_push_ms,
+        switch_to_push_ms=r.switch_to_push_ms,
+        detect_to_acked_ms=r.detect_to_acked_ms,
+        acked=r.acked,
+        sidecars=r.sidecars,
+        superseded=r.superseded,
+    )
