@@ -16,11 +16,11 @@ import structlog
 
 from redis_sentinel_watch import Address, PrimaryChange
 from redis_sentinel_watch.auth import Secret
+from xds.ads.loglimit import LogLimiter
 from xds.ads.sidecars import Sidecars
 from xds.service.admin_auth import (
     READ_ONLY_PATHS,
     Authorizer,
-    LogLimiter,
     admin_token,
     exposure_error,
     read_token_file,

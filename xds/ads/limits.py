@@ -23,12 +23,12 @@ reason, with how many were not logged: a storm must not flood the log.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from xds.ads.loglimit import LogLimiter
 from xds.ads.node import NodeDecoder
 from xds.ads.sidecars import XdsObserver
 
@@ -82,24 +82,20 @@ class Refusals:
         self.observer = observer
         self.total = 0
         self.by_reason: dict[str, int] = dict.fromkeys(REASONS, 0)
-        self._logged_at: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
+        self._limiter = LogLimiter(REFUSED_LOG_INTERVAL_S)
 
     def refuse(self, reason: str, peer: str, **fields: Any) -> None:
         self.total += 1
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         self.observer.stream_refused(reason)
-        now = time.monotonic()
-        last = self._logged_at.get(reason)
-        if last is not None and now - last < REFUSED_LOG_INTERVAL_S:
-            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+        skipped = self._limiter.allow(reason)
+        if skipped is None:
             return
-        self._logged_at[reason] = now
         log.warning(
             "xds.stream.refused",
             reason=reason,
             peer=peer,
-            not_logged_since_last=self._unlogged.pop(reason, 0),
+            not_logged_since_last=skipped,
             refused_total=self.total,
             hint=HINTS.get(reason, ""),
             **fields,

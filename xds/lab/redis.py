@@ -20,7 +20,7 @@ from redis_sentinel_watch.errors import WatchError
 from redis_sentinel_watch.model import Address
 from redis_sentinel_watch.replies import parse_info
 from xds.lab.process import wait_until
-from xds.lab.server import LOOPBACK, LabStartError, ServerNode, find_binary, quote
+from xds.lab.server import LabStartError, ServerNode, base_conf, find_binary
 
 __all__ = ["RedisNode"]
 
@@ -57,14 +57,9 @@ class RedisNode(ServerNode):
 
         def conf_lines(directory: Path, chosen: int) -> list[str]:
             lines = [
-                f"bind {LOOPBACK}",
-                f"port {chosen}",
-                f"dir {quote(str(directory))}",
-                'logfile ""',
+                *base_conf(directory, chosen),
                 'save ""',
                 "appendonly no",
-                "protected-mode no",
-                "daemonize no",
                 "repl-diskless-sync yes",
                 "repl-diskless-sync-delay 0",
             ]

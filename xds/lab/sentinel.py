@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from redis_sentinel_watch.blocking import command
 from redis_sentinel_watch.model import Address
 from redis_sentinel_watch.replies import pairs_to_dict
-from xds.lab.server import LOOPBACK, LabStartError, ServerNode, find_binary, quote
+from xds.lab.server import LabStartError, ServerNode, base_conf, find_binary
 
 __all__ = ["SentinelNode"]
 
@@ -65,12 +65,7 @@ class SentinelNode(ServerNode):
 
         def conf_lines(directory: Path, chosen: int) -> list[str]:
             lines = [
-                f"bind {LOOPBACK}",
-                f"port {chosen}",
-                f"dir {quote(str(directory))}",
-                'logfile ""',
-                "daemonize no",
-                "protected-mode no",
+                *base_conf(directory, chosen),
                 "sentinel resolve-hostnames no",
                 *extra_conf,
             ]

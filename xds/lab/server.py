@@ -24,7 +24,15 @@ from redis_sentinel_watch.replies import parse_info
 from xds.lab.ports import free_port
 from xds.lab.process import ManagedProcess, wait_until
 
-__all__ = ["LOOPBACK", "POLL_TIMEOUT", "LabStartError", "ServerNode", "find_binary", "quote"]
+__all__ = [
+    "LOOPBACK",
+    "POLL_TIMEOUT",
+    "LabStartError",
+    "ServerNode",
+    "base_conf",
+    "find_binary",
+    "quote",
+]
 
 LOOPBACK = "127.0.0.1"
 _START_ATTEMPTS = 3  # with an auto-picked port, another program may grab it first
@@ -52,6 +60,19 @@ def quote(value: str) -> str:
     """A redis.conf string argument (double-quoted, backslash-escaped)."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def base_conf(directory: Path, port: int) -> list[str]:
+    """The conf lines every lab server starts with: loopback only, in the foreground,
+    logging to stdout (the process log), working in its own ``directory``."""
+    return [
+        f"bind {LOOPBACK}",
+        f"port {port}",
+        f"dir {quote(str(directory))}",
+        'logfile ""',
+        "daemonize no",
+        "protected-mode no",
+    ]
 
 
 class ServerNode:

@@ -109,7 +109,11 @@ def add_ops_commands(sub: Any) -> None:
         p.add_argument("node", type=_address, metavar="HOST:PORT", help="the Redis node")
         _where(p, sentinels=True)
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-        p.add_argument("--json", action="store_true", help="print steps as JSON lines")
+        p.add_argument(
+            "--json",
+            action="store_true",
+            help="print steps, wait progress and the result (with exit_code) as JSON lines",
+        )
     drain.add_argument(
         "--pause-ms",
         type=_positive_int,

@@ -23,7 +23,10 @@ Every paused step must finish within the pause budget minus a margin. Until
 priority restored, the old primary keeps serving). Once a replica has been
 promoted the only safe way is forward (demote, then unpause), even if some
 sidecar is late: unpausing a primary that Sentinel has replaced would lose
-writes. The steps are printed as they happen, ``+<ms>  <event>  <detail>``.
+writes. The steps are printed as they happen, ``+<ms>  <event>  <detail>``,
+and every wait says what it waits for and, at least every second, what it
+sees so far (:class:`~xds.ops.drain_output.Wait`); ``--json`` prints the same
+as JSON lines, ending with the result and its exit code.
 
 This is an operator tool, not the protocol layer. It reaches Redis and Sentinel
 only through :class:`redis_sentinel_watch.SentinelIO`, built from the config as
@@ -448,9 +451,11 @@ def run_drain(
     """Drain ``options.node`` (see the module docstring); never raises for Redis trouble."""
     drainer = Drainer(options, out, progress)
     try:
-        return drainer.drain()
+        result = drainer.drain()
     finally:
         drainer.close()
+    drainer.step.result(result)
+    return result
 
 
 def run_undrain(
@@ -459,6 +464,8 @@ def run_undrain(
     """Give ``options.node`` its replica-priority back (idempotent)."""
     drainer = Drainer(options, out, progress)
     try:
-        return drainer.undrain()
+        result = drainer.undrain()
     finally:
         drainer.close()
+    drainer.step.result(result)
+    return result

@@ -64,11 +64,17 @@ class ControlPlanes:
 
     def routes(self, status: StatusDocument, primary: Address) -> tuple[bool, str]:
         """(does this control plane route every sidecar to ``primary``, why not)."""
+        ok, why, _ = self._routes(status, primary)
+        return ok, why
+
+    def _routes(self, status: StatusDocument, primary: Address) -> tuple[bool, str, str]:
+        """:meth:`routes`, and how many sidecars are there ("2 of 3 sidecars") for the
+        progress of :meth:`wait_routed`."""
         group = status.group(self.group)
         if group is None:
-            return False, f"does not serve group {self.group!r}"
+            return False, f"does not serve group {self.group!r}", "group not served"
         if group.primary != str(primary):
-            return False, f"routes {self.group} to {group.primary}"
+            return False, f"routes {self.group} to {group.primary}", f"still at {group.primary}"
         late = []
         sidecars = status.sidecars
         for sc in sidecars:
@@ -82,9 +88,14 @@ class ControlPlanes:
                     f"{sc.node_id or sc.stream_id} "
                     f"({'/'.join(str(s) for s in states)}, routes {routes.get(self.group)})"
                 )
+        there = f"{len(sidecars) - len(late)} of {len(sidecars)} sidecars ACKed it"
         if late:
-            return False, f"{len(late)}/{len(sidecars)} sidecars not there: {', '.join(late)}"
-        return True, f"{len(sidecars)} sidecar(s) route to {primary}"
+            return (
+                False,
+                f"{len(late)}/{len(sidecars)} sidecars not there: {', '.join(late)}",
+                there,
+            )
+        return True, f"{len(sidecars)} sidecar(s) route to {primary}", there
 
     def check(self, primary: Address) -> None:
         """Before anything changes: every control plane sees the same primary, all synced."""
@@ -118,15 +129,23 @@ class ControlPlanes:
         so by ``deadline`` (``time.monotonic()``), return why not."""
         waiting = {a.base: a for a in self.paused}
         why: dict[str, str] = {}
+        seen: dict[str, str] = {}
+        if not waiting:
+            return None
+        wait = self._step.wait(
+            f"{len(waiting)} control plane(s) to route every sidecar to {new} (ACKed)"
+        )
         while waiting:
             for base, admin in list(waiting.items()):
                 try:
-                    ok, why[base] = self.routes(admin.status(), new)
+                    ok, why[base], seen[base] = self._routes(admin.status(), new)
                 except AdminError as exc:
-                    ok, why[base] = False, str(exc)
+                    ok, why[base], seen[base] = False, str(exc), "no answer"
                 if ok:
                     self._step("drain.sidecars_acked", f"{base}: {why[base]}")
                     del waiting[base]
+            if waiting:
+                wait.saw("; ".join(f"{b}: {seen[b]}" for b in waiting))
             if waiting and time.monotonic() >= deadline:
                 return (
                     "control plane(s) did not route every sidecar to the new primary in time: "

@@ -237,6 +237,10 @@ class DrainRedis:
         """Poll (quick timeout) until every candidate replica has the primary's ``offset``;
         if that is not so by ``deadline`` (``time.monotonic()``), return why not."""
         behind: dict[Address, str] = dict.fromkeys(candidates, "not asked yet")
+        wait = self._step.wait(
+            f"{len(candidates)} replica(s) to reach the primary's offset {offset}",
+            offset=offset,
+        )
         while True:
             for addr in list(behind):
                 try:
@@ -250,8 +254,15 @@ class DrainRedis:
                     del behind[addr]
             if not behind:
                 break
+            lag = ", ".join(f"{a} {o}" for a, o in behind.items())
+            there = len(candidates) - len(behind)
+            wait.saw(
+                f"{there} of {len(candidates)} there ({lag})",
+                key=there,
+                have=there,
+                need=len(candidates),
+            )
             if time.monotonic() >= deadline:
-                lag = ", ".join(f"{a} {o}" for a, o in behind.items())
                 return f"replicas did not reach the primary's offset {offset} in time ({lag})"
             time.sleep(0.002)
         self._step(
@@ -260,20 +271,31 @@ class DrainRedis:
         )
         return None
 
-    def promoted(self, candidates: Sequence[Address]) -> Address | None:
-        """The first candidate whose ``ROLE`` says master (quick timeout), if any."""
+    def promoted(
+        self, candidates: Sequence[Address], roles: dict[Address, str | None] | None = None
+    ) -> Address | None:
+        """The first candidate whose ``ROLE`` says master (quick timeout), if any; each
+        role asked is recorded in ``roles`` (for the progress line)."""
         for addr in candidates:
-            if self.do(self.quick.role(addr)) == "master":
+            role = self.do(self.quick.role(addr))
+            if roles is not None:
+                roles[addr] = role
+            if role == "master":
                 return addr
         return None
 
     def wait_promotion(self, candidates: Sequence[Address], deadline: float) -> Address | None:
         """Poll until a candidate reports master; None if none did by ``deadline``."""
+        wait = self._step.wait(
+            f"one of {', '.join(str(a) for a in candidates)} to report role master"
+        )
+        roles: dict[Address, str | None] = {}
         while True:
-            new = self.promoted(candidates)
+            new = self.promoted(candidates, roles)
             if new is not None:
                 self._step("drain.promoted", f"{new} reports role master", new=str(new))
                 return new
+            wait.saw(", ".join(f"{a} {r or 'no answer'}" for a, r in roles.items()))
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.005)
@@ -286,14 +308,24 @@ class DrainRedis:
         Sentinel reads a replica's priority from its ``INFO``, every 10 s, so
         a priority change takes up to that long to count for Sentinel.
         """
-        need = len(self.sentinels) // 2 + 1
+        n = len(self.sentinels)
+        need = n // 2 + 1
         deadline = time.monotonic() + self._settle_timeout_s
         agree = 0
+        wait = self._step.wait(f"a Sentinel majority ({need} of {n}) to {what}")
         while time.monotonic() < deadline:
-            agree = sum(1 for a in self.answers() if ok(a))
+            answers = self.answers()
+            agree = sum(1 for a in answers if ok(a))
             if agree >= need:
-                self._step("drain.sentinels_agree", f"{agree}/{len(self.sentinels)} {what}")
+                self._step("drain.sentinels_agree", f"{agree}/{n} {what}")
                 return
+            silent = [str(a.sentinel) for a in answers if not a.reachable]
+            wait.saw(
+                f"{agree} of {n} so far"
+                + (f"; unreachable: {', '.join(silent)}" if silent else ""),
+                have=agree,
+                need=need,
+            )
             time.sleep(0.2)
         self._step.say(
             f"warning: after {self._settle_timeout_s:.0f} s only {agree} of "

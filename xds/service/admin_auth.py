@@ -22,8 +22,6 @@ The comparison is constant-time (``hmac.compare_digest``).
 from __future__ import annotations
 
 import hmac
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis_sentinel_watch import Address
@@ -38,7 +36,6 @@ __all__ = [
     "READ_ONLY_PATHS",
     "TOKEN_FIELD",
     "Authorizer",
-    "LogLimiter",
     "admin_token",
     "exposure_error",
     "read_token_file",
@@ -121,30 +118,3 @@ class Authorizer:
         if not hmac.compare_digest(given, self._expected):
             return 403, "wrong bearer token"
         return None
-
-
-class LogLimiter:
-    """At most one log line per key per ``interval_s``, with the count of the ones skipped.
-
-    Anonymous clients decide how many refused requests there are; the log
-    must not grow with them.
-    """
-
-    def __init__(self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self._interval_s = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def allow(self, key: str) -> int | None:
-        """None to skip this line; else how many lines of ``key`` were skipped before it."""
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self._interval_s:
-            self._skipped[key] = self._skipped.get(key, 0) + 1
-            return None
-        if len(self._last) > 1000:  # keys are few (reason, route); never unbounded
-            self._last.clear()
-            self._skipped.clear()
-        self._last[key] = now
-        return self._skipped.pop(key, 0)

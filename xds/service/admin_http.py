@@ -23,7 +23,7 @@ streams, so nothing a client sends may cost much or fail loudly:
   it, so a flood of ``/status`` cannot starve ``/healthz``; the listen
   backlog (:data:`BACKLOG`) is large enough that a burst of connections is
   queued, not dropped into a SYN retry one second later;
-- refusals are logged rate-limited (:class:`~xds.service.admin_auth.LogLimiter`),
+- refusals are logged rate-limited (:class:`~xds.ads.loglimit.LogLimiter`),
   since anonymous clients decide how many there are.
 """
 
@@ -41,7 +41,8 @@ from aiohttp import web
 
 from redis_sentinel_watch import Address, AddressError
 from redis_sentinel_watch.auth import Secret
-from xds.service.admin_auth import READ_ONLY_PATHS, Authorizer, LogLimiter, exposure_error
+from xds.ads.loglimit import LogLimiter
+from xds.service.admin_auth import READ_ONLY_PATHS, Authorizer, exposure_error
 from xds.service.admin_documents import EventsDocument, StatusDocument
 from xds.service.config import ConfigError
 from xds.service.timeline import KEEP

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import structlog
 
 from redis_sentinel_watch import Address
-from xds.service.admin_auth import LogLimiter
+from xds.ads.loglimit import LogLimiter
 
 __all__ = ["MAX_NOTICE_TTL_S", "MIN_NOTICE_TTL_S", "DrainNotices", "Notice"]
 
