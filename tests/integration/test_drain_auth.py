@@ -141,6 +141,7 @@ def test_drain_and_undrain_with_passwords_lose_no_write(tmp_path: Path) -> None:
     AUTHs upstream: drain exits 0, 0 acknowledged writes lost, at most 1 failed command,
     the client's connection kept, Envoy on the new primary; then undrain works."""
     lab = AuthLab(tmp_path)
+    writer: Writer | None = None
     try:
         cp = ControlPlane(tmp_path, lab.config_text, lab.xds, lab.admin).start()
         envoy = cp.start_sidecar(tmp_path, "sidecar-auth", lab.listen)
@@ -174,5 +175,7 @@ def test_drain_and_undrain_with_passwords_lose_no_write(tmp_path: Path) -> None:
         assert "undrained" in result.stdout
         assert lab.priority(old) == 100
     finally:
+        if writer is not None:
+            writer.stop()  # idempotent: a failed assertion must not leave its thread running
         lab.cluster.stop()
         stop_all()

@@ -84,6 +84,14 @@ def _kill_control_plane_connections(node: RedisNode) -> None:
             c.client_kill_filter(_id=entry["id"])
 
 
+def _control_plane_checked_role(node: RedisNode) -> bool:
+    with node.client() as c:
+        return any(
+            entry["cmd"] == "role" and not entry["name"].startswith("sentinel-")
+            for entry in c.client_list(_type="normal")
+        )
+
+
 def _install(pair: Pair, cert: Path, key: Path) -> None:
     shutil.copyfile(pair.cert, cert)
     shutil.copyfile(pair.key, key)
@@ -220,6 +228,14 @@ def test_sighup_rotates_redis_password_and_xds_certificate_while_envoy_stays(
         what="the control plane to follow the failover",
     )
     envoy.wait_cluster_hosts(f"redis/{GROUP}", [new_primary.address], timeout=10)
+    # following it needs only the Sentinels; that the new password is *used* shows on the
+    # promoted node: a connection of the control plane's whose last command was ROLE,
+    # which only NEW_PW can have opened (requirepass is NEW_PW on every node)
+    wait_until(
+        lambda: _control_plane_checked_role(new_primary),
+        10,
+        what="a ROLE check by the control plane on the new primary",
+    )
     assert not cp.events("config.reload_failed")
 
     # --- a broken reload (a key that is not the certificate's) changes nothing

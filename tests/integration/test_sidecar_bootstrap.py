@@ -14,6 +14,7 @@ against real Redis, Sentinel, control plane and Envoy processes:
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -170,9 +171,19 @@ def test_latency_histograms_dropped_counters_kept(sidecar: StatsSidecar) -> None
         assert name in counters, name
     assert counters[f"redis.{GROUP}.command.set.success"] >= 5
 
-    dump = str(sidecar.envoy.config_dump())
-    assert "RedisProxy" in dump
-    assert "bufferFlushTimeout" not in dump and "maxBufferSizeBeforeFlush" not in dump
+    dump = json.dumps(sidecar.envoy.config_dump())
+    assert "RedisProxy" in dump and "op_timeout" in dump  # snake_case, as Envoy prints it
+    assert "buffer_flush_timeout" not in dump and "max_buffer_size_before_flush" not in dump
+
+
+def _ads_retry_back_off(envoy: EnvoyProcess) -> dict[str, str]:
+    """The ADS gRPC service's retry back-off as Envoy loaded it from the bootstrap."""
+    for config in envoy.config_dump()["configs"]:
+        if config.get("@type", "").endswith("BootstrapConfigDump"):
+            ads = config["bootstrap"]["dynamic_resources"]["ads_config"]
+            policy = ads["grpc_services"][0]["envoy_grpc"]["retry_policy"]
+            return dict(policy["retry_back_off"])
+    raise AssertionError("no bootstrap in /config_dump")
 
 
 def _all_sentinels_name(cluster: SentinelCluster, primary: Address) -> bool:
@@ -181,9 +192,10 @@ def _all_sentinels_name(cluster: SentinelCluster, primary: Address) -> bool:
 
 def test_sidecar_back_within_a_second_of_control_plane_restart(tmp_path: Path) -> None:
     """The control plane is down during a failover (``kill -9`` of the primary); once it
-    is restarted on the same port, the sidecar's back-off lets it reconnect and switch
-    to the new primary in about a second (the bound asserted is generous; the number
-    is printed, and docs/deploy.md has the median of several runs)."""
+    is restarted on the same port, the sidecar reconnects and switches to the new
+    primary. What makes that quick is the ADS retry back-off in the bootstrap, which
+    is asserted as Envoy loaded it; the time is printed, not asserted (its median over
+    several runs is bench/sidecar_reconnect.py's, in docs/deploy.md)."""
     cluster = SentinelCluster.start(tmp_path, groups=(GROUP,))
     try:
         listen = Address("127.0.0.1", free_port())
@@ -192,6 +204,8 @@ def test_sidecar_back_within_a_second_of_control_plane_restart(tmp_path: Path) -
         envoy = _start_sidecar(cp, tmp_path, listen)
         old = cluster.current_primary(GROUP)
         envoy.wait_cluster_hosts(f"redis/{GROUP}", [old.address])
+        backoff = _ads_retry_back_off(envoy)
+        assert (backoff["base_interval"], backoff["max_interval"]) == ("0.250s", "1s")
 
         cp.stop()
         wait_until(
@@ -211,7 +225,6 @@ def test_sidecar_back_within_a_second_of_control_plane_restart(tmp_path: Path) -
             f"\ncontrol plane restart -> sidecar on the new primary: {elapsed:.2f} s "
             f"({after_ready:.2f} s after the control plane was ready)"
         )
-        assert elapsed < 5.0
         _send_commands(listen, 1)  # and the data path goes to the new primary
         with new.client() as direct:
             assert command(direct, "GET", "stats-0") == "0"

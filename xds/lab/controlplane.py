@@ -22,6 +22,7 @@ from xds.lab.envoy import EnvoyProcess
 from xds.lab.ports import free_port
 from xds.lab.process import ManagedProcess, wait_until
 from xds.resources.bootstrap import bootstrap_yaml
+from xds.resources.redis_group import DEFAULT_OP_TIMEOUT_MS
 from xds.service.admin_documents import StatusDocument
 
 __all__ = ["ControlPlane", "config_yaml"]
@@ -33,7 +34,7 @@ def config_yaml(
     xds: Address,
     admin: Address,
     poll_interval_s: float = 0.5,
-    op_timeout_ms: int = 5000,
+    op_timeout_ms: int = DEFAULT_OP_TIMEOUT_MS,
 ) -> str:
     """A config file for the lab topology (JSON logs, fast polling)."""
     data = {
@@ -78,7 +79,7 @@ class ControlPlane:
         groups: dict[str, Address],
         name: str = "sentinel-xds",
         xds_port: int | None = None,
-        op_timeout_ms: int = 5000,
+        op_timeout_ms: int = DEFAULT_OP_TIMEOUT_MS,
     ) -> ControlPlane:
         xds = Address("127.0.0.1", xds_port or free_port())
         admin = Address("127.0.0.1", free_port())

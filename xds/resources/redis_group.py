@@ -85,6 +85,10 @@ ROUTER_FILTER = "envoy.filters.http.router"
 NO_PRIMARY = "no-primary"
 
 
+#: redis_proxy's per-command timeout unless a group sets ``op_timeout_ms``
+DEFAULT_OP_TIMEOUT_MS = 5000
+
+
 @dataclass(frozen=True)
 class PasswordFile:
     """AUTH whose password Envoy reads from a file on the sidecar's own host.
@@ -117,7 +121,7 @@ class GroupSpec:
     name: str
     listen: Address
     primary: Address | None
-    op_timeout_ms: int = 5000
+    op_timeout_ms: int = DEFAULT_OP_TIMEOUT_MS
     connect_timeout_ms: int = 1000
     upstream_auth: SidecarAuth | None = None  # AUTH the sidecar sends to Redis
     downstream_auth: SidecarAuth | None = None  # AUTH the sidecar requires from clients

@@ -17,6 +17,7 @@ from redis_sentinel_watch.model import Address
 from xds.ads.limits import DEFAULT_FIRST_REQUEST_TIMEOUT_S, DEFAULT_MAX_STREAMS_PER_PEER
 from xds.ads.node import DEFAULT_MAX_NODE_BYTES
 from xds.ads.server import DEFAULT_MAX_STREAMS
+from xds.resources.redis_group import DEFAULT_OP_TIMEOUT_MS
 from xds.service.config_schema import (
     REQUIRED,
     Bool,
@@ -212,7 +213,12 @@ GROUP = Section(
             "where every sidecar accepts Redis clients for this group",
             REQUIRED,
         ),
-        Key("op_timeout_ms", Int(1, 600_000, "ms"), "redis_proxy per-command timeout", 5000),
+        Key(
+            "op_timeout_ms",
+            Int(1, 600_000, "ms"),
+            "redis_proxy per-command timeout",
+            DEFAULT_OP_TIMEOUT_MS,
+        ),
         Key("sidecars", Sub(SIDECARS), "only sidecars matching this receive the group"),
         Key("upstream_auth", Sub(SIDECAR_AUTH), "AUTH the sidecar sends to Redis"),
         Key("downstream_auth", Sub(SIDECAR_AUTH), "AUTH the sidecar demands from its clients"),

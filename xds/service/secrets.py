@@ -104,6 +104,13 @@ _FILE_TYPES = (
 )
 
 
+def _open_flags(private: bool) -> int:
+    """Read-only, non-blocking (a FIFO answers at once), never our controlling terminal
+    (O_NOCTTY, for a device named by mistake), no link followed for a secret."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    return flags | os.O_NOFOLLOW if private else flags
+
+
 def read_regular_file(name: str, cap: int, *, private: bool = False) -> bytes:
     """The bytes of regular file ``name`` (at most ``cap``), or :class:`UnsafeFile`.
 
@@ -112,9 +119,8 @@ def read_regular_file(name: str, cap: int, *, private: bool = False) -> bytes:
     the last path component may not be a symbolic link and the file may not be
     accessible to group or others.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if private else 0)
     try:
-        fd = os.open(name, flags)
+        fd = os.open(name, _open_flags(private))
     except OSError as exc:
         if private and exc.errno == errno.ELOOP:
             raise UnsafeFile("it is a symbolic link; name the file itself") from None
