@@ -18,24 +18,40 @@ from .errors import (
     UnreachableError,
     WatchError,
 )
-from .fake import FakeNode, FakeSentinelIO
-from .model import Address, AddressError, GroupTopology, GroupView, Health, SentinelView, Topology
-from .replies import MasterStatus, ReplicaEntry, ReplicationInfo, SentinelEvent
+from .model import (
+    Address,
+    AddressError,
+    GroupTopology,
+    GroupView,
+    Health,
+    ReplicaEntry,
+    ReplicaState,
+    ReplicaSync,
+    SentinelView,
+    Topology,
+)
+from .replies import MasterStatus, ReplicationInfo, SentinelEvent
 
 if TYPE_CHECKING:
     from .blocking import SingleConnection, SyncClient
     from .changes import PrimaryChange
-    from .io import HostResolver, RedisSentinelIO, SentinelIO
+    from .fake import FakeNode, FakeSentinelIO
+    from .io import SentinelIO
+    from .redis_io import RedisSentinelIO
+    from .resolver import HostResolver
     from .watcher import Watcher
 
 # The I/O modules (and the blocking clients) load redis-py; they are imported on
 # first use (PEP 562) so that code needing only the values above (the xDS
-# protocol layer) never loads redis.
+# protocol layer) never loads redis. The fake is for tests: a production
+# process never loads it.
 _LAZY = {
+    "FakeNode": ".fake",
+    "FakeSentinelIO": ".fake",
     "SingleConnection": ".blocking",
     "SyncClient": ".blocking",
-    "HostResolver": ".io",
-    "RedisSentinelIO": ".io",
+    "HostResolver": ".resolver",
+    "RedisSentinelIO": ".redis_io",
     "SentinelIO": ".io",
     "PrimaryChange": ".changes",
     "Watcher": ".watcher",
@@ -66,6 +82,8 @@ __all__ = [
     "PromotionStatus",
     "RedisSentinelIO",
     "ReplicaEntry",
+    "ReplicaState",
+    "ReplicaSync",
     "ReplicationInfo",
     "ReplyError",
     "Secret",

@@ -1,6 +1,6 @@
 """How to authenticate to, and encrypt traffic with, Sentinels and Redis nodes.
 
-Plain frozen values handed from the config to :class:`.io.RedisSentinelIO`.
+Plain frozen values handed from the config to :class:`.redis_io.RedisSentinelIO`.
 Passwords are wrapped in :class:`Secret` so that no ``repr()``, log line or
 traceback of a config or client option ever shows them.
 """

@@ -24,14 +24,8 @@ from .errors import (
     WatchError,
     acl_name,
 )
-from .model import Address, GroupView, SentinelView
-from .replies import (
-    DEFAULT_REPLICA_PRIORITY,
-    MasterStatus,
-    ReplicaEntry,
-    ReplicationInfo,
-    SentinelEvent,
-)
+from .model import DEFAULT_REPLICA_PRIORITY, Address, GroupView, ReplicaEntry, SentinelView
+from .replies import MasterStatus, ReplicationInfo, SentinelEvent
 
 __all__ = ["FakeNode", "FakeSentinelIO"]
 
@@ -45,6 +39,7 @@ class FakeNode:
     offset: int = 0
     priority: int = DEFAULT_REPLICA_PRIORITY
     config_file: str = ""
+    sync_in_progress: bool = False
 
 
 class FakeSentinelIO:
@@ -84,11 +79,14 @@ class FakeSentinelIO:
         promoted: Address | None = None,
         failover_timeout_ms: int = 0,
         down_after_ms: int = 0,
+        replica_entries: Sequence[ReplicaEntry] = (),
     ) -> None:
         """Make ``sentinel`` report ``primary`` at ``epoch`` for ``group``.
 
         ``failover_in_progress`` and ``promoted`` describe a Sentinel leading a
-        failover that selected ``promoted``.
+        failover that selected ``promoted``. ``replica_entries`` is its
+        ``SENTINEL REPLICAS`` answer (flags, link); by default every replica is
+        listed healthy, with the priority and link of its :class:`FakeNode`.
         """
         old = self.answers.get(sentinel)
         groups = dict(old.groups) if old and old.reachable else {}
@@ -101,6 +99,7 @@ class FakeSentinelIO:
             promoted=promoted,
             failover_timeout_ms=failover_timeout_ms,
             down_after_ms=down_after_ms,
+            replica_entries=tuple(replica_entries),
         )
         self.answers[sentinel] = SentinelView(sentinel, True, groups, tilt=tilt)
 
@@ -123,8 +122,23 @@ class FakeSentinelIO:
         view = self.answers.get(sentinel)
         if view is None or not view.reachable:
             return SentinelView(sentinel, False, error="connection refused")
-        # Like the real one: groups not asked for are reported too (the watcher warns).
-        return SentinelView(sentinel, True, dict(view.groups), tilt=view.tilt)
+        # Like the real one: groups not asked for are reported too (the watcher warns),
+        # each with every replica's SENTINEL REPLICAS entry.
+        answered = {
+            name: dataclasses.replace(gv, replica_entries=self._entries(gv))
+            for name, gv in view.groups.items()
+        }
+        return SentinelView(sentinel, True, answered, tilt=view.tilt)
+
+    def _entries(self, view: GroupView) -> tuple[ReplicaEntry, ...]:
+        """``SENTINEL REPLICAS``: as scripted by :meth:`say`, else each replica healthy."""
+        if view.replica_entries:
+            return view.replica_entries
+        out = []
+        for address in sorted({*view.replicas, *view.drained}):
+            node = self.nodes.get(address, FakeNode())
+            out.append(ReplicaEntry(address, frozenset({"slave"}), node.priority, node.link_up))
+        return tuple(out)
 
     async def role(self, node: Address) -> str:
         self.role_queries[node] = self.role_queries.get(node, 0) + 1
@@ -192,10 +206,13 @@ class FakeSentinelIO:
         offset: int = 0,
         link_up: bool = True,
         config_file: str = "",
+        sync_in_progress: bool = False,
     ) -> None:
         """A node: the primary when ``master`` is None, else a replica of ``master``."""
         self.roles[address] = "master" if master is None else "slave"
-        self.nodes[address] = FakeNode(master, link_up, offset, priority, config_file)
+        self.nodes[address] = FakeNode(
+            master, link_up, offset, priority, config_file, sync_in_progress
+        )
 
     def _run(self, address: Address, *command: str, changes: bool = True) -> None:
         """Permission, injected failure, reachability; then log it if it changes anything."""
@@ -237,12 +254,7 @@ class FakeSentinelIO:
 
     async def sentinel_replicas(self, sentinel: Address, group: str) -> tuple[ReplicaEntry, ...]:
         self._run(sentinel, "SENTINEL", "REPLICAS", group, changes=False)
-        view = self._group(sentinel, group)
-        out = []
-        for address in sorted({*view.replicas, *view.drained}):
-            node = self.nodes.get(address, FakeNode())
-            out.append(ReplicaEntry(address, frozenset({"slave"}), node.priority, node.link_up))
-        return tuple(out)
+        return self._entries(self._group(sentinel, group))
 
     async def sentinel_failover(self, sentinel: Address, group: str) -> None:
         self._run(sentinel, "SENTINEL", "FAILOVER", group)
@@ -277,7 +289,9 @@ class FakeSentinelIO:
         facts = self.nodes.get(node, FakeNode())
         if self.roles[node] == "master":
             return ReplicationInfo("master", facts.offset)
-        return ReplicationInfo("slave", facts.offset, facts.master, facts.link_up)
+        return ReplicationInfo(
+            "slave", facts.offset, facts.master, facts.link_up, facts.sync_in_progress
+        )
 
     async def replica_priority(self, node: Address) -> int:
         self._run(node, "CONFIG", "GET", "replica-priority", changes=False)

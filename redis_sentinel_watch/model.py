@@ -18,9 +18,15 @@ __all__ = [
     "GroupTopology",
     "GroupView",
     "Health",
+    "ReplicaEntry",
+    "ReplicaState",
+    "ReplicaSync",
     "SentinelView",
     "Topology",
 ]
+
+#: Redis' default ``replica-priority``
+DEFAULT_REPLICA_PRIORITY = 100
 
 
 class AddressError(ValueError):
@@ -105,7 +111,8 @@ class Address:
                 raise AddressError(f"{text!r}: write IPv6 addresses as '[addr]:port'")
         if not host:
             raise AddressError(f"{text!r} has no host")
-        if not port_text.isdigit():
+        # isdigit() alone accepts '²' (int() then raises) and '٣٣' (int() reads 33)
+        if not (port_text.isascii() and port_text.isdigit()):
             raise AddressError(f"{text!r}: port {port_text!r} is not a number")
         port = int(port_text)
         if not 1 <= port <= 65535:
@@ -118,6 +125,26 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class ReplicaEntry:
+    """One replica as a Sentinel lists it in ``SENTINEL REPLICAS``, flags and all.
+
+    ``link_ok`` is Sentinel's ``master-link-status``, as of its last ``INFO`` of the
+    replica: up to 10 s old (Sentinel's INFO period), so a replica restarted a
+    moment ago can still show the ``ok`` of before its restart.
+    """
+
+    address: Address
+    flags: frozenset[str] = frozenset({"slave"})
+    priority: int = DEFAULT_REPLICA_PRIORITY
+    link_ok: bool = True
+
+    @property
+    def down(self) -> bool:
+        """Sentinel flags it down or disconnected: it will not promote it."""
+        return bool(self.flags & {"s_down", "o_down", "disconnected"})
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,8 @@ class GroupView:
     failover_timeout_ms: int = 0
     down_after_ms: int = 0
     drained: tuple[Address, ...] = ()  # replicas with replica-priority 0 (never promoted)
+    #: every replica in ``SENTINEL REPLICAS``, down ones included (() when not asked)
+    replica_entries: tuple[ReplicaEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +200,30 @@ class Health(StrEnum):
     OK = "ok"
     DEGRADED = "degraded"  # no agreement now; keeping the last good primary
     UNKNOWN = "unknown"  # never had an agreed primary
+
+
+class ReplicaSync(StrEnum):
+    """Whether a replica holds the primary's data, i.e. whether promoting it loses none.
+
+    Sentinel promotes a replica that has just restarted and not yet synced as
+    readily as a synced one (see ``docs/sentinel.md``, "the empty-replica
+    trap"), so this is judged from the replica's own ``INFO replication`` as
+    well as from Sentinel's view (:mod:`redis_sentinel_watch.replica_sync`).
+    """
+
+    SYNCED = "synced"  # replicates the primary, link up, no sync in progress
+    UNSYNCED = "unsynced"  # Sentinel may promote it, but it lacks the primary's data
+    DOWN = "down"  # Sentinel flags it s_down/o_down/disconnected: it will not promote it
+    UNKNOWN = "unknown"  # not asked yet, or it does not answer us
+
+
+@dataclass(frozen=True, order=True)
+class ReplicaState:
+    """One replica of a group and its :class:`ReplicaSync`; ``detail`` says why."""
+
+    address: Address
+    sync: ReplicaSync
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,6 +279,19 @@ class GroupTopology:
     #: every disagreement seen in the last poll, reported or not yet; carried from one
     #: decision to the next so a disagreement's ``since`` survives (not compared)
     dissent_seen: tuple[Dissent, ...] = field(default=(), compare=False)
+    #: every replica Sentinel lists (down ones too) and whether it is synced; () until
+    #: the first check (see :mod:`redis_sentinel_watch.replica_sync`)
+    replica_states: tuple[ReplicaState, ...] = ()
+
+    @property
+    def synced(self) -> tuple[Address, ...]:
+        """Replicas that hold the primary's data."""
+        return tuple(r.address for r in self.replica_states if r.sync is ReplicaSync.SYNCED)
+
+    @property
+    def promotable(self) -> tuple[Address, ...]:
+        """Synced replicas that are not drained: a failover to one of them loses no data."""
+        return tuple(r for r in self.synced if r not in self.drained)
 
     @property
     def routing_key(self) -> tuple[str, Address | None]:

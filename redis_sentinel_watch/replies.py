@@ -12,12 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ReplyError
-from .model import Address, AddressError, GroupView
+from .model import Address, AddressError, GroupView, ReplicaEntry
 
 __all__ = [
-    "DEFAULT_REPLICA_PRIORITY",
     "MasterStatus",
-    "ReplicaEntry",
     "ReplicationInfo",
     "SentinelEvent",
     "drained_replicas",
@@ -33,9 +31,6 @@ __all__ = [
     "parse_sentinels",
     "promoted_replica",
 ]
-
-#: Redis' default ``replica-priority``
-DEFAULT_REPLICA_PRIORITY = 100
 
 
 def pairs_to_dict(reply: object, what: str) -> dict[str, str]:
@@ -60,7 +55,7 @@ def _address(
     ip, port = fields.get(ip_key), fields.get(port_key)
     if not ip:
         raise ReplyError(f"{what}: missing field {ip_key!r}")
-    if port is None or not port.isdigit():
+    if port is None or not (port.isascii() and port.isdigit()):
         raise ReplyError(f"{what}: field {port_key!r} is {port!r}, not a number")
     try:
         return Address(ip, int(port))
@@ -70,7 +65,7 @@ def _address(
 
 def _int_field(fields: Mapping[str, str], key: str, what: str) -> int:
     raw = fields.get(key)
-    if raw is None or not raw.lstrip("-").isdigit():
+    if raw is None or not (raw.isascii() and raw.removeprefix("-").isdigit()):
         raise ReplyError(f"{what}: field {key!r} is {raw!r}, not an integer")
     return int(raw)
 
@@ -130,19 +125,9 @@ def _optional_int(fields: Mapping[str, str], key: str, what: str) -> int:
     raw = fields.get(key)
     if raw is None:
         return 0
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ReplyError(f"{what}: field {key!r} is {raw!r}, not a non-negative integer")
     return int(raw)
-
-
-@dataclass(frozen=True)
-class ReplicaEntry:
-    """One replica as a Sentinel lists it in ``SENTINEL REPLICAS``, flags and all."""
-
-    address: Address
-    flags: frozenset[str] = frozenset({"slave"})
-    priority: int = DEFAULT_REPLICA_PRIORITY
-    link_ok: bool = True
 
 
 def parse_replica_entries(reply: object, group: str) -> tuple[ReplicaEntry, ...]:
@@ -193,6 +178,9 @@ class ReplicationInfo:
     offset: int  # master_repl_offset (primary) / slave_repl_offset (replica)
     master: Address | None = None  # for a replica: whom it replicates
     link_up: bool = False  # for a replica: master_link_status:up
+    #: for a replica: master_sync_in_progress:1 (a full sync is under way; its data is
+    #: being replaced, so promoting it now would lose what it is receiving)
+    sync_in_progress: bool = False
 
 
 def parse_replication(reply: object, node: Address) -> ReplicationInfo:
@@ -210,7 +198,10 @@ def parse_replication(reply: object, node: Address) -> ReplicationInfo:
         raise ReplyError(f"{what}: field 'master_link_status' is {link!r}, not up/down")
     # slave_repl_offset is reported even before the first sync (as the handshake offset)
     offset = _int_field(fields, "slave_repl_offset", what)
-    return ReplicationInfo("slave", offset, master, link == "up")
+    syncing = fields.get("master_sync_in_progress")
+    if syncing not in ("0", "1"):
+        raise ReplyError(f"{what}: field 'master_sync_in_progress' is {syncing!r}, not 0/1")
+    return ReplicationInfo("slave", offset, master, link == "up", syncing == "1")
 
 
 def parse_config_int(reply: object, name: str, node: Address) -> int:
@@ -324,7 +315,7 @@ def parse_event(sentinel: Address, channel: str, payload: str) -> SentinelEvent:
 
 def _event_address(host: str, port: str) -> Address | None:
     """``host port`` from a payload, or None when they do not form an address."""
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()):
         return None
     try:
         return Address(host, int(port))

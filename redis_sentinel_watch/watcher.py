@@ -15,8 +15,9 @@ not charged to a later failover.
 
 What is not the loop lives beside it: the event listeners and which event is
 a sign (:mod:`.events`), what a new topology changed and how that is logged
-(:mod:`.changes`), and the once-per-change notes about each Sentinel
-(:mod:`.sentinel_notes`). What stays here is the state those pieces share:
+(:mod:`.changes`), the once-per-change notes about each Sentinel
+(:mod:`.sentinel_notes`), and whether each replica is synced
+(:mod:`.replica_sync`, asked off the poll's path). What stays here is the state those pieces share:
 the published topology, the failovers followed early and their fences.
 """
 
@@ -47,6 +48,7 @@ from .fence import fence, fence_pause_ms, unfence
 from .first_signs import DEFAULT_DOWN_AFTER_MS, SIGN_EXPIRY_FACTOR, FirstSigns
 from .io import SentinelIO
 from .model import Address, GroupTopology, SentinelView, Topology
+from .replica_sync import ReplicaSyncCheck
 from .replies import SentinelEvent
 from .sentinel_notes import SentinelNotes
 
@@ -104,6 +106,7 @@ class Watcher:
         self._fast_until = 0.0
         self._signs = FirstSigns(clock, self._sign_limits)
         self._notes = SentinelNotes(self.sentinels, self.groups)
+        self._sync = ReplicaSyncCheck(max(poll_interval_s, 1.0))
         self._listeners: list[Listener] = []
         self._undelivered = False  # a listener raised on the current topology: retry
         self._promotions: dict[str, Promotion] = {}
@@ -154,6 +157,7 @@ class Watcher:
         poll now, so the new credentials of the I/O are tried at once, not a poll later.
         The Sentinels and groups are fixed for the watcher's lifetime."""
         self._poll_interval = poll_interval_s
+        self._sync.interval_s = max(poll_interval_s, 1.0)
         self._role_check = role_check
         self._react = react_on_promotion
         self._probe_interval = promotion_probe_interval_s
@@ -223,8 +227,16 @@ class Watcher:
         if self._undelivered:
             self._deliver(self.topology, ())
         self._notes.note_stale(views, self.topology)
+        if self._sync.due():
+            self._spawn(self.check_replicas())
         self.first_poll_done.set()
         return self.topology
+
+    async def check_replicas(self) -> None:
+        """Ask each replica whether it is synced, then publish what changed (a task of
+        its own, every poll interval but at most once a second: see :mod:`.replica_sync`)."""
+        await self._sync.refresh(self._io, self.topology, self.views)
+        self._publish(self.topology)
 
     def _reconcile(self, roles: dict[Address, str], only: str | None = None) -> None:
         """Decide every group (or ``only`` one) from the latest poll, promotions and ``roles``.
@@ -264,6 +276,7 @@ class Watcher:
         self._publish(Topology(tuple(decided)))
 
     def _publish(self, new: Topology) -> None:
+        new = self._sync.annotate(new, self.views)
         old = self.topology
         if new == old:
             self.topology = new  # same routing and health; keeps the dissent's dates

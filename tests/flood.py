@@ -6,13 +6,22 @@ measures)::
 
     python -m tests.flood --target 127.0.0.1:18000 --clients 4 --seconds 60
 
-Half the clients send what issue 12's attacker sent: a ~3 MB DiscoveryRequest
-whose Node metadata is a list of 280,000 numbers, on every request of a stream
-(the server now ends such a stream at once, so these clients reconnect and
-send it again). The other half stay just under the limits: a ~235 KB Node with
-~4,000 metadata values and a new node id on every stream (so every stream
-costs the server one decode), re-sent on 50 requests per stream. Every 0.25 s
-a line of counts goes to stdout (``flood.progress``, JSON).
+Half the clients send oversized requests, on every request of a stream (the
+server ends such a stream at once, so these clients reconnect and send it
+again), taking turns, one stream each, with:
+
+* what issue 12's attacker sent: a ~3 MB DiscoveryRequest whose Node metadata
+  is a list of 280,000 numbers (now beyond twice the default request cap, so
+  grpc itself refuses it, unparsed);
+* a ~480 KB SotW request naming 160,000 one-byte resources, and a ~480 KB Delta
+  request listing 55,000 initial resource versions: just under the default
+  request cap (``xds.max_node_bytes`` + 256 KiB), so the server parses them, and
+  over ``MAX_RESOURCE_NAMES``, so it refuses them before building any value.
+
+The other half stay just under the limits: a ~235 KB Node with ~4,000
+metadata values and a new node id on every stream (so every stream costs the
+server one decode), re-sent on 50 requests per stream. Every 0.25 s a line of
+counts goes to stdout (``flood.progress``, JSON).
 """
 
 from __future__ import annotations
@@ -41,11 +50,14 @@ __all__ = [
     "LatencyProbe",
     "flood_progress",
     "huge_request",
+    "many_names_request",
+    "many_versions_request",
     "near_cap_request",
     "start_flood",
 ]
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 RESEND_PER_STREAM = 50
 #: a progress line this often (``at``: wall clock, comparable with the measuring process)
@@ -79,6 +91,17 @@ def huge_request(node_id: str = "hostile") -> bytes:
     return _request(node_id, {"numbers": list(range(280_000))})
 
 
+def many_names_request() -> bytes:
+    """~480 KB SotW request (type_url=Cluster) naming 160,000 one-byte resources."""
+    return _field(3, b"x") * 160_000 + _field(4, CLUSTER.encode())
+
+
+def many_versions_request() -> bytes:
+    """~480 KB Delta request (type_url=Cluster) with 55,000 distinct initial versions."""
+    entries = b"".join(_field(5, _field(1, b"%x" % i)) for i in range(55_000))
+    return entries + _field(2, CLUSTER.encode())
+
+
 def near_cap_request(node_id: str) -> bytes:
     """~235 KB, 4,001 metadata values: under the default max_node_bytes and value limit."""
     return _request(node_id, {"strings": [f"{i:055d}" for i in range(4000)]})
@@ -101,14 +124,28 @@ async def _client(target: str, huge: bool, deadline: float, stats: FloodStats, n
     channel = grpc.aio.insecure_channel(
         target, options=[("grpc.max_send_message_length", 8 * 1024 * 1024)]
     )
-    method = channel.stream_stream(SOTW, request_serializer=bytes, response_deserializer=bytes)
-    fixed = huge_request(f"hostile-{n}") if huge else b""
+    methods = {
+        path: channel.stream_stream(path, request_serializer=bytes, response_deserializer=bytes)
+        for path in (SOTW, DELTA)
+    }
+    oversized = (
+        [
+            (SOTW, huge_request(f"hostile-{n}")),
+            (SOTW, many_names_request()),
+            (DELTA, many_versions_request()),
+        ]
+        if huge
+        else []
+    )
     try:
         stream = 0
         while time.monotonic() < deadline:
             stream += 1
-            message = fixed or near_cap_request(f"hostile-{n}-{stream}")
-            call = method()
+            if oversized:
+                path, message = oversized[stream % len(oversized)]
+            else:
+                path, message = SOTW, near_cap_request(f"hostile-{n}-{stream}")
+            call = methods[path]()
             stats.streams += 1
             try:
                 for _ in range(RESEND_PER_STREAM):

@@ -8,10 +8,11 @@ without measuring again, and a reader can trace every number back to it.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .throughput_report import plot_throughput, throughput_markdown
 
 __all__ = [
     "README_BEGIN",
@@ -22,6 +23,7 @@ __all__ = [
     "plot_throughput",
     "plot_windows",
     "rows",
+    "throughput_document",
     "update_readme",
 ]
 
@@ -107,32 +109,26 @@ def _table(results: dict[str, Any], planned: bool) -> list[str]:
     return lines
 
 
-def _throughput_table(throughput: dict[str, Any]) -> list[str]:
-    lines = [
-        "| through | pipeline | SET, ratio to direct: median [min-max] | GET, ratio to direct |"
-        " direct SET / GET, req/s (median) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    summary = throughput["summary"]
-    for name in summary:
-        if name == "direct":
-            continue
-        for depth in ("P1", "P16"):
-            cells = []
-            for test in ("SET", "GET"):
-                r = summary[name][depth][test]["ratio_to_direct"]
-                cells.append(f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]")
-            direct = summary["direct"][depth]
-            label = LABELS.get(name, name) if name != "sidecar" else "Envoy sidecar"
-            lines.append(
-                f"| {label} | {depth[1:]} | {cells[0]} | {cells[1]} | "
-                f"{direct['SET']['rps']['median']:,.0f} / {direct['GET']['rps']['median']:,.0f} |"
-            )
-    return lines
+def throughput_document(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``throughput`` part of a peers results file as a throughput document."""
+    part = results.get("throughput")
+    if not part:
+        return None
+    return {
+        **part,
+        "generated_at": results.get("generated_at"),
+        "load_average_start": results.get("load_average_start"),
+        "source": "bench/results/peers.json",
+    }
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The generated part of the README's Benchmarks section."""
+def markdown(results: dict[str, Any], throughput: dict[str, Any] | None = None) -> str:
+    """The generated part of the README's Benchmarks section.
+
+    ``throughput`` (a document from ``--throughput-only``) replaces the
+    throughput part of ``results`` when given.
+    """
+    throughput = throughput or throughput_document(results)
     m = results["machine"]
     v = m["versions"]
     rounds = results["settings"]["rounds"]
@@ -160,32 +156,29 @@ def markdown(results: dict[str, Any]) -> str:
             )
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
-    if results.get("throughput"):
-        out += [
-            "",
-            "Throughput (`redis-benchmark -c 50`, "
-            f"{results['throughput']['reps']} interleaved repetitions):",
-            "",
-            *_throughput_table(results["throughput"]),
-        ]
+    if throughput:
+        out += ["", *throughput_markdown(throughput)]
     out += [
         "",
         "![write window per round](docs/bench/peers-window.png)",
         "![acknowledged writes lost](docs/bench/peers-lost.png)",
     ]
-    if results.get("throughput"):
+    if throughput:
         out.append("![throughput relative to direct Redis](docs/bench/peers-throughput.png)")
     return "\n".join(out)
 
 
-def update_readme(readme: Path, results: dict[str, Any]) -> bool:
+def update_readme(
+    readme: Path, results: dict[str, Any], throughput: dict[str, Any] | None = None
+) -> bool:
     """Replace what is between the markers; False (nothing written) if they are missing."""
     text = readme.read_text()
     begin = text.find(README_BEGIN)
     end = text.find(README_END)
     if begin < 0 or end < begin:
         return False
-    new = text[: begin + len(README_BEGIN)] + "\n" + markdown(results) + "\n" + text[end:]
+    block = markdown(results, throughput)
+    new = text[: begin + len(README_BEGIN)] + "\n" + block + "\n" + text[end:]
     if new != text:
         readme.write_text(new)
     return True
@@ -305,34 +298,6 @@ def plot_lost(results: dict[str, Any], path: Path) -> None:
         "bar = median, whiskers = min-max, dots = rounds; one write every 10 ms)",
         fontsize=11,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_throughput(results: dict[str, Any], path: Path) -> None:
-    """Grouped bars: requests/s relative to direct Redis, per command and pipeline depth."""
-    plt = _pyplot()
-    summary = results["throughput"]["summary"]
-    targets = [t for t in summary if t != "direct"]
-    groups: Sequence[tuple[str, str]] = [(d, t) for d in ("P1", "P16") for t in ("SET", "GET")]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    width = 0.8 / len(targets)
-    for j, target in enumerate(targets):
-        ratios = [summary[target][d][t]["ratio_to_direct"] for d, t in groups]
-        medians = [r["median"] for r in ratios]
-        lows = [r["median"] - r["min"] for r in ratios]
-        highs = [r["max"] - r["median"] for r in ratios]
-        xs = [i + (j - (len(targets) - 1) / 2) * width for i in range(len(groups))]
-        label = "Envoy sidecar" if target == "sidecar" else LABELS.get(target, target)
-        ax.bar(xs, medians, width=width, label=label, color=f"C{j}", zorder=3)
-        ax.errorbar(xs, medians, yerr=[lows, highs], fmt="none", color="black", capsize=3, zorder=4)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(groups)), [f"{t}, -P {d[1:]}" for d, t in groups])
-    ax.set_ylabel("requests/s relative to direct Redis")
-    ax.set_title(f"redis-benchmark -c 50 ({results['throughput']['reps']} reps; median, min-max)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -23,7 +23,7 @@ from envoy_data_plane.google.protobuf import Struct
 
 from tests.adsclient import AdsClient
 from tests.component.conftest import A, snap
-from tests.component.test_fuzz_requests import SOTW, converse
+from tests.component.test_fuzz_requests import SOTW, assert_serves_a_good_client, converse
 from tests.support import wait_for
 from xds.ads.cache import SnapshotCache
 from xds.ads.discovery_request import DEFAULT_MAX_METADATA_VALUES
@@ -199,6 +199,46 @@ async def test_node_over_the_size_cap_is_invalid_argument(
     text = metrics.render().decode()
     assert 'sentinel_xds_streams_refused_total{reason="node_limits"} 2.0' in text
     assert fair.limits.nodes.conversions == 1  # only the small Node was ever decoded
+
+
+def one_byte_names(count: int, type_url: str = CLUSTER) -> bytes:
+    """A DiscoveryRequest naming ``count`` one-byte resources: 3 bytes a name on the wire,
+    the most names a request can carry for its size."""
+    return b"\x1a\x01x" * count + bytes(DiscoveryRequest(type_url=type_url))
+
+
+async def test_request_over_the_size_cap_is_refused_unparsed_and_counted(
+    fair: XdsServer, metrics: Metrics
+) -> None:
+    """grpc parses requests on the event loop; a request over max_node_bytes + 256 KiB is
+    refused before it is parsed (its names are never counted), with INVALID_ARGUMENT
+    naming xds.max_node_bytes, and counted as a node_limits refusal."""
+    huge = one_byte_names(fair.max_request_bytes // 3 + 1)
+    assert fair.max_request_bytes < len(huge) < 2 * fair.max_request_bytes
+    outcome = await converse(fair.port, SOTW, [huge])
+    assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT, outcome
+    assert f"request is {len(huge)} bytes" in outcome.details
+    assert "xds.max_node_bytes" in outcome.details
+    assert "resource names" not in outcome.details  # refused before parsing
+    text = metrics.render().decode()
+    assert 'sentinel_xds_streams_refused_total{reason="node_limits"} 1.0' in text
+
+
+async def test_request_beyond_twice_the_cap_is_refused_by_grpc_itself(
+    fair: XdsServer, metrics: Metrics
+) -> None:
+    """Beyond twice the cap grpc refuses the message before any of our code runs (which
+    bounds the memory a request takes): the client gets RESOURCE_EXHAUSTED saying so;
+    the server sees a stream that ended, leaves nothing open, and counts no refusal
+    (documented in xds/ads/server.py)."""
+    huge = one_byte_names(1_000_000)  # 3 MB, as issue 12's request; grpc's old limit was 4 MiB
+    assert len(huge) > 2 * fair.max_request_bytes
+    outcome = await converse(fair.port, SOTW, [huge])
+    assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
+    assert "larger than max" in outcome.details
+    await wait_for(lambda: fair.open_streams == 0 and len(fair.sidecars) == 0, 5, "stream cleanup")
+    assert fair.refused == 0
+    await assert_serves_a_good_client(fair.port)
 
 
 async def test_node_metadata_over_the_value_cap_is_invalid_argument(fair: XdsServer) -> None:

@@ -35,7 +35,13 @@ from tests.adsclient import AdsClient, DeltaAdsClient
 from tests.component.conftest import A, snap
 from tests.support import wait_for
 from xds.ads.cache import SnapshotCache
-from xds.ads.discovery_request import NodeLimitError, decode_node, parse_delta, parse_sotw
+from xds.ads.discovery_request import (
+    NodeLimitError,
+    RequestLimitError,
+    decode_node,
+    parse_delta,
+    parse_sotw,
+)
 from xds.ads.server import XdsServer
 from xds.ads.sidecars import Sidecars
 from xds.ads.snapshot import CLUSTER, ENDPOINT, LISTENER
@@ -215,6 +221,16 @@ async def converse(port: int, method: str, messages: list[bytes]) -> Outcome:
         await channel.close()
 
 
+async def assert_serves_a_good_client(port: int) -> None:
+    """A well-behaved client gets its Clusters (after hostile ones had their turn)."""
+    good = AdsClient(f"127.0.0.1:{port}")
+    try:
+        await good.send(CLUSTER, node_id="good")
+        assert (await good.recv()).resources
+    finally:
+        await good.close()
+
+
 # ----------------------------------------------------------------------------- property
 
 
@@ -280,12 +296,7 @@ async def test_server_still_serves_after_hostile_clients(server: XdsServer) -> N
     ]
     results = await asyncio.gather(*hostile)
     assert {r.code for r in results} == {grpc.StatusCode.INVALID_ARGUMENT}
-    good = AdsClient(f"127.0.0.1:{server.port}")
-    try:
-        await good.send(CLUSTER, node_id="good")
-        assert (await good.recv()).resources
-    finally:
-        await good.close()
+    await assert_serves_a_good_client(server.port)
     await wait_for(lambda: len(server.sidecars) == 0, 5, "all streams closed")
 
 
@@ -335,6 +346,51 @@ async def test_too_many_names_and_types_are_refused(server: XdsServer) -> None:
     assert not outcome.local_write_failure  # the 33rd request is the last one written
     assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT
     assert f"more than {MAX_TYPES}" in outcome.details
+
+
+def test_names_are_counted_before_python_values_are_built() -> None:
+    """The parsers check max_names on upb's counts, before a tuple or dict of names
+    exists (grpc runs them on the event loop): SotW names, and Delta's subscribe,
+    unsubscribe and initial_resource_versions together."""
+    limit = 100
+    sotw = bytes(DiscoveryRequest(type_url=ENDPOINT, resource_names=[f"r{i}" for i in range(101)]))
+    with pytest.raises(RequestLimitError, match=rf"101 resource names .* \(limit {limit}\)"):
+        parse_sotw(sotw, max_names=limit)
+    assert len(parse_sotw(sotw).resource_names) == 101  # no limit asked, none applied
+    delta = DeltaDiscoveryRequest(
+        type_url=ENDPOINT,
+        resource_names_subscribe=[f"s{i}" for i in range(40)],
+        resource_names_unsubscribe=[f"u{i}" for i in range(40)],
+        initial_resource_versions={f"v{i}": "1" for i in range(21)},
+    )
+    with pytest.raises(RequestLimitError, match="101 resource names"):
+        parse_delta(bytes(delta), max_names=limit)
+    delta.initial_resource_versions = {f"v{i}": str(i) for i in range(20)}
+    parsed = parse_delta(bytes(delta), max_names=limit)
+    assert parsed.initial_versions == {f"v{i}": str(i) for i in range(20)}
+
+
+def test_initial_resource_versions_parse_as_envoys_map() -> None:
+    """initial_resource_versions is read as repeated entries (no upb hash map to build),
+    with a map's meaning: a repeated key keeps its last value, a missing key or value
+    is the empty string."""
+    entry = bytes(DeltaDiscoveryRequest(initial_resource_versions={"a": "1"}))
+    later = bytes(DeltaDiscoveryRequest(initial_resource_versions={"a": "2", "b": ""}))
+    empty_key = b"\x2a\x03\x12\x01z"  # field 5 {value: "z"}, no key
+    parsed = parse_delta(entry + later + empty_key)
+    assert parsed.initial_versions == {"a": "2", "b": "", "": "z"}
+
+
+async def test_too_many_initial_versions_end_a_delta_stream(server: XdsServer) -> None:
+    """A Delta request listing more than MAX_RESOURCE_NAMES initial versions ends the
+    stream with INVALID_ARGUMENT naming the limit, before a dict of them is built."""
+    many = DeltaDiscoveryRequest(
+        type_url=ENDPOINT,
+        initial_resource_versions={f"r{i}": "v" for i in range(MAX_RESOURCE_NAMES + 1)},
+    )
+    outcome = await converse(server.port, DELTA, [bytes(many)])
+    assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"(limit {MAX_RESOURCE_NAMES})" in outcome.details
 
 
 async def test_delta_subscriptions_cannot_grow_without_bound(server: XdsServer) -> None:

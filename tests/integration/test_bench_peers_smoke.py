@@ -56,3 +56,30 @@ def test_one_round_measures_a_real_failover_through_the_sidecar(tmp_path: Path) 
     assert 0.005 < column["window_s"] < 30
     assert column["connections"] >= 1
     assert scenario["summary"]["sentinel-xds"]["rounds"] == 1
+
+
+def test_throughput_only_measures_direct_the_sidecar_and_envoy_tcp_proxy(tmp_path: Path) -> None:
+    """``--throughput-only`` runs no failover and measures every path through real processes.
+
+    A tiny request count (``--throughput-scale``): this checks the harness, not the numbers.
+    """
+    out = tmp_path / "throughput.json"
+    argv = ["--throughput-only", "--columns", "sentinel-xds", "--throughput-reps", "1"]
+    argv += ["--throughput-scale", "0.002", "--no-plots", "--out", str(out)]
+    argv += ["--workdir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "throughput-only"
+    assert "scenarios" not in doc
+    assert len(doc["load_average_start"]) == 3
+    assert {r["workload"] for r in doc["runs"]} == {"c50-P1", "c50-P16", "c1-P1"}
+    summary = doc["summary"]
+    assert list(summary) == ["direct", "sidecar", "envoy-tcp"]
+    for name, by_workload in summary.items():
+        for workload, by_test in by_workload.items():
+            for test, cell in by_test.items():
+                where = f"{name} {workload} {test}"
+                assert cell["rps"]["median"] > 0, where
+                assert cell["cpu_us_per_command"]["min"] >= 0, where
+                assert cell["p50_ms_median"] > 0, where
+    assert summary["direct"]["c1-P1"]["GET"]["added_p50_us"]["median"] == 0

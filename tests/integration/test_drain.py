@@ -11,8 +11,12 @@ fails midway leaves the old primary serving writes, unpaused, as it was.
 from __future__ import annotations
 
 import io
+import itertools
+import json
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +28,7 @@ from xds.lab import RedisNode, wait_until
 from xds.ops.admin_client import AdminClient
 from xds.ops.cli import main
 from xds.ops.drain import DrainOptions, run_drain
-from xds.ops.drain_output import DrainResult
+from xds.ops.drain_output import PROGRESS_INTERVAL_S, DrainResult
 from xds.ops.drain_plan import Budget
 
 pytestmark = pytest.mark.integration
@@ -45,6 +49,55 @@ def cli_args(stack: Stack, command: str, node: Address) -> list[str]:
     for s in stack.cluster.sentinel_addresses:
         args += ["--sentinel", str(s)]
     return args
+
+
+#: a progress line is due PROGRESS_INTERVAL_S after the last one, on the next poll: up
+#: to one poll later (the Sentinel wait sleeps 0.2 s, then asks three Sentinels)
+LATE_S = 0.6
+
+
+def human_records(text: str) -> list[tuple[float, str]]:
+    """(ms, event) of every ``+<ms> ms  <event>  <detail>`` line of a human drain output."""
+    found = re.findall(r"^\+\s*([0-9.]+) ms  (\S+)", text, flags=re.MULTILINE)
+    return [(float(ms), event) for ms, event in found]
+
+
+def wait_gaps(records: list[tuple[float, str]]) -> list[float]:
+    """Seconds between consecutive lines while a wait lasts: from its ``drain.wait_started``
+    through its ``drain.waiting`` lines to the line that ends it. Every wait must be there."""
+    gaps = []
+    for (prev_ms, prev_event), (ms, event) in itertools.pairwise(records):
+        in_wait = prev_event in ("drain.wait_started", "drain.waiting")
+        assert in_wait or event != "drain.waiting", f"progress outside a wait at {ms} ms"
+        if in_wait:
+            gaps.append((ms - prev_ms) / 1000)
+    return gaps
+
+
+def human_wait_gaps(text: str, waits: int) -> list[float]:
+    """A human drain output: ``waits`` waits, each saying what it waits for, none
+    silent for more than ~1 s; the summary line stays the last one."""
+    shown = human_records(text)
+    assert [e for _, e in shown].count("drain.wait_started") == waits, text
+    gaps = wait_gaps(shown)
+    assert max(gaps) <= PROGRESS_INTERVAL_S + LATE_S, text
+    assert text.splitlines()[-1].startswith("drained: "), text
+    return gaps
+
+
+def json_wait_gaps(printed: str, outcome: str) -> list[float]:
+    """``undrain --json``: one object per line, progress at least every ~1 s saying what
+    it waits for and what it sees, the last line the result with the exit code."""
+    records: list[dict[str, Any]] = [json.loads(line) for line in printed.splitlines()]
+    assert records[-1]["event"] == "drain.result", printed
+    assert (records[-1]["exit_code"], records[-1]["outcome"]) == (0, outcome)
+    (started,) = [r for r in records if r["event"] == "drain.wait_started"]
+    assert "Sentinel majority (2 of 3) to see replica-priority 100" in started["what"]
+    progress = [r for r in records if r["event"] == "drain.waiting"]
+    assert all(r["what"] == started["what"] and "of 3 so far" in r["seen"] for r in progress)
+    gaps = wait_gaps([(r["ms"], r["event"]) for r in records])
+    assert max(gaps) <= PROGRESS_INTERVAL_S + LATE_S, printed
+    return gaps
 
 
 def priority(node: RedisNode) -> int:
@@ -76,6 +129,7 @@ def test_drain_primary_loses_no_write_then_is_idempotent_and_undrains(
     result = run_drain(options(stack, old), out=out)
     assert result.exit_code == 0, out.getvalue()
     assert result.outcome == "switched"
+    drain_gaps = human_wait_gaps(out.getvalue(), waits=4)
     new = result.new_primary
     assert new is not None and new != old
 
@@ -115,8 +169,14 @@ def test_drain_primary_loses_no_write_then_is_idempotent_and_undrains(
 
     assert main(cli_args(stack, "drain", old)) == 0
     assert "already drained" in capsys.readouterr().out
-    assert main(cli_args(stack, "undrain", old)) == 0
-    assert "undrained" in capsys.readouterr().out
+    # undrain waits up to 10 s for Sentinel to read the priority
+    assert main([*cli_args(stack, "undrain", old), "--json"]) == 0
+    undrain_gaps = json_wait_gaps(capsys.readouterr().out, "undrained")
+    with capsys.disabled():
+        print(
+            f"\nundrain waited {sum(undrain_gaps):.1f} s, {len(undrain_gaps)} lines, longest "
+            f"silence {max(undrain_gaps):.2f} s (drain: {max(drain_gaps):.2f} s)"
+        )
     assert priority(old_node) == 100
     assert main(cli_args(stack, "undrain", old)) == 0
     assert "not drained" in capsys.readouterr().out

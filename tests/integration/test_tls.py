@@ -11,6 +11,7 @@ stream exists.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 
-from redis_sentinel_watch import Address
+from redis_sentinel_watch import Address, FakeSentinelIO
 from redis_sentinel_watch.auth import Secret
 from tests.certs import SERVER_NAME, Pair, TestCA
 from tests.component.conftest import A, snap
@@ -39,6 +40,7 @@ from xds.ops.cli import main
 from xds.resources.bootstrap import XdsClientTls, bootstrap_dict, bootstrap_yaml
 from xds.service.admin_documents import StatusDocument
 from xds.service.admin_http import AdminServer
+from xds.service.app import Service
 from xds.service.config import ConfigError, load_config_text
 from xds.service.tls import ServerTls, server_credentials, transport_warning
 
@@ -346,8 +348,9 @@ def test_xds_tls_config_is_checked_like_the_server_will_load_it(tmp_path: Path) 
 async def test_admin_binds_loopback_by_default_and_refuses_elsewhere_without_token() -> None:
     """The admin listener defaults to 127.0.0.1 and starts there without a token; a
     non-loopback address without one is refused before binding (here TEST-NET-1, which
-    cannot be bound: a ConfigError, not an OSError, proves no bind was tried); with a token
-    the bind is attempted (and fails here, so nothing is exposed)."""
+    cannot be bound: a ConfigError, not an OSError, proves no bind was tried; the service
+    checks a config built in code, the config's validation a file); with a token the bind
+    is attempted (and fails here, so nothing is exposed)."""
     config = load_config_text(
         "sentinels: ['127.0.0.1:26379']\n"
         "groups: {g: {listen: '127.0.0.1:6379'}}\n"
@@ -361,10 +364,9 @@ async def test_admin_binds_loopback_by_default_and_refuses_elsewhere_without_tok
         await admin.stop()
     (listening,) = [e for e in logs if e["event"] == "admin.listening"]
     assert listening["operator_auth"] == "none (loopback only)"
+    exposed = dataclasses.replace(config, admin_listen=Address("192.0.2.1", free_port()))
     with pytest.raises(ConfigError, match=r"admin\.token_file"):
-        await AdminServer(lambda: empty, lambda: (True, "ok")).start(
-            Address("192.0.2.1", free_port())
-        )
+        Service(exposed, io=FakeSentinelIO())
     with pytest.raises(OSError):
         await AdminServer(
             lambda: empty, lambda: (True, "ok"), token=Secret("a-token-of-16-chars-or-more")
@@ -372,16 +374,16 @@ async def test_admin_binds_loopback_by_default_and_refuses_elsewhere_without_tok
 
 
 def test_transport_warning_names_what_is_exposed(tmp_path: Path) -> None:
-    """Startup warns when passwords travel without mutual TLS, or when a plaintext listener
-    is off loopback; mutual TLS, or plaintext on loopback without passwords, is quiet."""
+    """Startup warns when a plaintext listener is off loopback; TLS, or plaintext on
+    loopback, is quiet. (Inline passwords without mutual TLS never get this far: the
+    config refuses them: test_secrets.test_inline_sidecar_passwords_need_client_certificates.)"""
     certs = make_certs(tmp_path)
     mtls = ServerTls(str(certs.server.cert), str(certs.server.key), str(certs.ca.cert_file), True)
     tls_only = ServerTls(str(certs.server.cert), str(certs.server.key))
     public, loopback = Address("0.0.0.0", 18000), Address("127.0.0.1", 18000)
-    assert transport_warning(public, mtls, carries_secrets=True) is None
-    assert transport_warning(loopback, None, carries_secrets=False) is None
-    assert transport_warning(public, tls_only, carries_secrets=False) is None
-    secrets_warning = transport_warning(loopback, tls_only, carries_secrets=True)
-    assert secrets_warning is not None and "require_client_cert" in secrets_warning
-    plaintext = transport_warning(public, None, carries_secrets=False)
+    assert transport_warning(public, mtls) is None
+    assert transport_warning(loopback, None) is None
+    assert transport_warning(public, tls_only) is None
+    assert transport_warning(loopback, tls_only) is None
+    plaintext = transport_warning(public, None)
     assert plaintext is not None and "not loopback" in plaintext

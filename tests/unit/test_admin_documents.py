@@ -87,6 +87,7 @@ def old_status(
                 "provisional": g.provisional,
                 "reason": g.reason,
                 "dissent": [],  # added later (Sentinels disagreeing); none in this state
+                "replica_sync": [],  # added later (replicas' sync); not checked in this state
             }
         )
     sidecar_dicts = []

@@ -13,6 +13,8 @@ import itertools
 import json
 from typing import Any
 
+import pytest
+
 from redis_sentinel_watch import Address
 from xds.ops.drain_output import (
     CHANGE_GAP_S,
@@ -25,10 +27,18 @@ NEW = Address("127.0.0.1", 7002)
 
 
 class Clock:
-    """A monotonic clock the test moves by hand."""
+    """A monotonic clock the test moves by hand, in whole milliseconds (no float drift)."""
 
     def __init__(self) -> None:
-        self.now = 100.0
+        self.ms = 100_000
+
+    @property
+    def now(self) -> float:
+        return self.ms / 1000
+
+    def tick(self, seconds: float) -> float:
+        self.ms += round(seconds * 1000)
+        return self.now
 
     def __call__(self) -> float:
         return self.now
@@ -47,7 +57,7 @@ def test_steady_wait_prints_once_per_interval_not_per_poll() -> None:
     wait = steps.wait("a Sentinel majority (2 of 3) to see replica-priority 100 on X")
     printed = []
     for _ in range(45):  # 45 polls, 9 s
-        clock.now += 0.2
+        clock.tick(0.2)
         printed.append(wait.saw("0 of 3 so far"))
     shown = lines(out)
     assert shown[0].split(None, 4)[3:] == [
@@ -72,15 +82,15 @@ def test_a_change_prints_at_once_but_never_more_often_than_the_gap() -> None:
     steps = Steps(out, clock=clock)
     wait = steps.wait("3 sidecars to ACK the new primary")
     assert not wait.saw("1 of 3")  # baseline, 0 s
-    clock.now += CHANGE_GAP_S / 2
+    clock.tick(CHANGE_GAP_S / 2)
     assert not wait.saw("2 of 3")  # changed, but too soon after the start line
-    clock.now += CHANGE_GAP_S / 2
+    clock.tick(CHANGE_GAP_S)
     assert wait.saw("2 of 3")  # still different from the last printed: now
-    assert lines(out)[-1].endswith("waiting for 3 sidecars to ACK the new primary: 2 of 3 (0.2 s)")
+    assert lines(out)[-1].endswith("waiting for 3 sidecars to ACK the new primary: 2 of 3 (0.3 s)")
 
     at = []
     for n in range(1000):  # 2 s of polls every 2 ms, each seeing a new offset
-        clock.now += 0.002
+        clock.tick(0.002)
         if wait.saw(f"at {n}"):
             at.append(clock.now)
     gaps = [b - a for a, b in itertools.pairwise(at)]
@@ -90,12 +100,33 @@ def test_a_change_prints_at_once_but_never_more_often_than_the_gap() -> None:
     # a key compares what matters: moving offsets with the same count print once a second
     wait = steps.wait("1 replica(s) to reach the primary's offset 900")
     at = []
-    for n in range(1000):
-        clock.now += 0.002
+    for n in range(1000):  # 2 s
+        clock.tick(0.002)
         if wait.saw(f"0 of 1 there (R at {n})", key=0):
             at.append(clock.now)
     assert len(at) == 2
     assert all(g >= PROGRESS_INTERVAL_S - 1e-9 for g in (at[0] - wait.started, at[1] - at[0]))
+
+
+def test_lines_stay_on_a_one_second_grid_whatever_the_poll_period() -> None:
+    """Polled every 0.3 s, a 9 s wait still prints 9 lines: each falls due a whole
+    second after the start, not a second after the last (late) line, so lateness
+    never adds up; no two lines are more than one poll past the interval apart."""
+    clock, out = Clock(), io.StringIO()
+    wait = Steps(out, clock=clock).wait("a Sentinel majority (2 of 3) to agree")
+    assert wait.due_in() == PROGRESS_INTERVAL_S  # a loop may sleep up to that, no longer
+    clock.tick(0.4)
+    assert wait.due_in() == pytest.approx(0.6)
+    clock.tick(-0.4)
+    at = [wait.started]
+    for _ in range(31):  # 0 to 9 s
+        if wait.saw("0 of 3 so far"):
+            at.append(clock.now)
+        clock.tick(0.3)
+    assert len(at) - 1 == 9
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(at)]
+    assert max(gaps) <= PROGRESS_INTERVAL_S + 0.3
+    assert [line.rsplit("(", 1)[1] for line in lines(out)[1:4]] == ["1.2 s)", "2.1 s)", "3.0 s)"]
 
 
 def test_a_slow_first_poll_prints_at_once() -> None:
@@ -103,7 +134,7 @@ def test_a_slow_first_poll_prints_at_once() -> None:
     timeout) prints right away: the silence must not grow with the poll time."""
     clock, out = Clock(), io.StringIO()
     wait = Steps(out, clock=clock).wait("a Sentinel majority (2 of 3) to agree")
-    clock.now += 1.5
+    clock.tick(1.5)
     assert wait.saw("1 of 3 so far; unreachable: 127.0.0.1:26380")
 
 
@@ -115,7 +146,7 @@ def test_json_lines_carry_the_same_and_end_with_the_result() -> None:
     steps = Steps(out, json_lines=True, clock=clock)
     wait = steps.wait("3 sidecars to ACK the new primary")
     wait.saw("2 of 3", have=2, need=3)
-    clock.now += 1.0
+    clock.tick(1.0)
     wait.saw("2 of 3", have=2, need=3)
     steps("drain.sidecars_acked", "3 sidecar(s) route to 127.0.0.1:7002")
     steps.say("drained: it is a replica")

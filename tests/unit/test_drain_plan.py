@@ -213,3 +213,19 @@ def test_pause_limit_stays_below_sentinel_down_after() -> None:
     ]
     assert safe_pause_ms(answers) == 800
     assert safe_pause_ms([SentinelAnswer(s1, False)]) is None
+
+
+def test_switchover_refused_while_sentinel_may_promote_an_unsynced_replica() -> None:
+    """The empty-replica trap: Sentinel lists R2 healthy but R2 is in a full sync.
+    Sentinel picks by priority and its own (stale) offsets, so it may promote R2 and
+    lose data: refused, naming R2; once R2 is drained, the switchover goes ahead."""
+    nodes = healthy()
+    nodes[R2] = replica_facts(R2, link_up=False)
+    answers = [answer(i) for i in range(3)]
+    with pytest.raises(DrainRefusedError) as err:
+        plan_drain(G, P, answers, 3, nodes)
+    assert str(err.value).startswith(
+        f"Sentinel may promote {R2} (its replication link is down), which would lose data"
+    )
+    nodes[R2] = replica_facts(R2, link_up=False, priority=0)
+    assert plan_drain(G, P, answers, 3, nodes).candidates == (R1,)

@@ -81,7 +81,7 @@ def test_replication_and_config_replies() -> None:
     """INFO replication and CONFIG GET: each field checked, each failure names it."""
     info = parse_replication(
         "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7001\r\n"
-        "master_link_status:up\r\nslave_repl_offset:42\r\n",
+        "master_link_status:up\r\nslave_repl_offset:42\r\nmaster_sync_in_progress:0\r\n",
         R,
     )
     assert (info.role, info.master, info.link_up, info.offset) == ("slave", P, True, 42)
@@ -182,6 +182,24 @@ def test_malformed_reply_stops_the_drain_naming_the_field(fake: FakeSentinelIO) 
     assert fake.commands == []
 
 
+def test_accepted_failover_without_promotion_aborts_with_a_warning(
+    fake: FakeSentinelIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sentinel accepts SENTINEL FAILOVER but nothing is promoted within the pause budget:
+    the drain undoes its changes (unpause, priority back) and warns that Sentinel may
+    still promote a replica, instead of promising the old primary is safe."""
+
+    async def accepted_only(sentinel: Address, group: str) -> None:
+        fake._run(sentinel, "SENTINEL", "FAILOVER", group)
+
+    monkeypatch.setattr(fake, "sentinel_failover", accepted_only)
+    result, out = drain(fake)
+    assert (result.exit_code, result.outcome) == (1, "aborted"), out
+    assert "Sentinel accepted SENTINEL FAILOVER and may still promote" in result.message
+    assert fake.nodes[P].priority == 100 and fake.roles[P] == "master"
+    assert (P, "CLIENT UNPAUSE") in fake.commands
+
+
 def test_drain_then_undrain_a_replica(fake: FakeSentinelIO) -> None:
     """A replica is only marked (priority 0); undrain gives it back priority 100."""
     result, out = drain(fake, R)
@@ -194,3 +212,20 @@ def test_drain_then_undrain_a_replica(fake: FakeSentinelIO) -> None:
         (R, "CONFIG SET replica-priority 0"),
         (R, "CONFIG SET replica-priority 100"),
     ]
+
+
+async def test_permission_check_on_an_unreachable_node_is_one_mapped_error() -> None:
+    """A node that refuses the connection makes the permission check raise the package's
+    UnreachableError (drain prints it as one line), never redis-py's own error."""
+    from redis_sentinel_watch import UnreachableError
+    from redis_sentinel_watch.redis_io import RedisSentinelIO
+    from xds.lab import free_port
+
+    io = RedisSentinelIO(timeout_s=0.5)
+    try:
+        with pytest.raises(UnreachableError, match="connect"):
+            await io.check_node_permissions(
+                Address("127.0.0.1", free_port()), [("CLIENT", "PAUSE", "1", "WRITE")]
+            )
+    finally:
+        await io.aclose()

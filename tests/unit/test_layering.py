@@ -118,7 +118,7 @@ def test_the_walk_sees_real_imports() -> None:
     """The collector finds imports we know are there (so an empty result means clean)."""
     found = {(importer, target) for importer, _, _, target in all_imports()}
     assert ("xds.ads.server", "grpc") in found
-    assert ("redis_sentinel_watch.io", "redis") in found or any(
+    assert ("redis_sentinel_watch.redis_clients", "redis.asyncio") in found or any(
         i.startswith("redis_sentinel_watch") and within(t, "redis") for i, t in found
     )
 

@@ -20,10 +20,11 @@ from structlog.testing import capture_logs
 
 from redis_sentinel_watch import Address, FakeSentinelIO
 from redis_sentinel_watch.auth import Credentials, Secret
+from xds.service import app, reload
 from xds.service.app import Service
 from xds.service.config import Config, ConfigError, load_config, parse_config
 from xds.service.reload import diff_fields, plan_reload
-from xds.service.tls import TlsMaterial
+from xds.service.tls import ServerTls, TlsMaterial, check_server_tls
 
 SENTINEL = Address("127.0.0.1", 26997)
 PRIMARY = Address("127.0.0.1", 7411)
@@ -113,6 +114,21 @@ def test_topology_changes_are_refused(over: dict[str, Any], field: str) -> None:
         plan_reload(_config(), None, _config(**over), None)
     assert err.value.field == field
     assert "restart" in err.value.message
+
+
+def test_dropping_the_token_of_a_running_non_loopback_admin_is_refused() -> None:
+    """The new file is valid on its own (admin back on loopback, no token), but the
+    admin listener that runs is kept until a restart and would lose its token."""
+    running = dataclasses.replace(
+        _config(),
+        admin_listen=Address("0.0.0.0", 9177),
+        admin_token_file="/etc/token",  # noqa: S106
+    )
+    with pytest.raises(ConfigError) as err:
+        plan_reload(running, None, _config(), None)
+    assert err.value.field == "admin.token_file"
+    assert "0.0.0.0:9177 is not loopback" in err.value.message
+    assert plan_reload(running, None, dataclasses.replace(_config(), admin_token_file="/t"), None)  # noqa: S106
 
 
 def test_reordered_groups_are_not_a_change() -> None:
@@ -247,3 +263,65 @@ async def test_listen_change_is_logged_and_kept(files: dict[str, Path]) -> None:
 async def test_reload_is_off_without_a_config_path() -> None:
     svc = Service(_config(), io=FakeSentinelIO())
     assert not await svc.reload()
+
+
+def _reload_failures(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "config.reload_failed"]
+
+
+async def test_a_snapshot_that_cannot_be_built_changes_nothing(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new groups' resources are built before anything is switched: when that fails,
+    the I/O keeps its credentials, the config and the snapshot stay, and the reload is
+    a counted ``config.reload_failed``, not a half-applied reload and a task traceback."""
+    svc, io = await _service(files, _with_auth(files))
+    before, snapshot = svc.config, svc.cache.current()
+    _secret_file(files["password"], "second-password-456")
+    _write(
+        files["config"],
+        _with_auth(files, groups={"g": {"listen": "127.0.0.1:6393", "op_timeout_ms": 700}}),
+    )
+
+    def broken(specs: object) -> None:
+        raise ValueError("cluster g references no endpoint")
+
+    monkeypatch.setattr(app, "build_snapshot", broken)
+    with capture_logs() as logs:
+        assert not await svc.reload()
+    assert svc.config is before and svc.cache.current() is snapshot
+    assert io.settings == []
+    (event,) = _reload_failures(logs)
+    assert "cluster g references no endpoint" in event["error"] and "\n" not in event["error"]
+    assert "second-password" not in repr(logs)
+    assert _reloads(svc) == {"success": 0.0, "failure": 1.0}
+
+
+async def test_an_unexpected_error_while_preparing_is_a_failed_reload(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only ConfigError: an OSError from a file replaced mid-reload (or any bug) keeps
+    the old state and is logged and counted like any failed reload."""
+    svc, io = await _service(files, _with_auth(files))
+    before = svc.config
+
+    def vanished(path: object) -> Config:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(reload, "load_config", vanished)
+    with capture_logs() as logs:
+        assert not await svc.reload()
+    assert svc.config is before and io.settings == []
+    (event,) = _reload_failures(logs)
+    assert "FileNotFoundError" in event["error"] and str(files["config"]) in event["error"]
+    assert _reloads(svc) == {"success": 0.0, "failure": 1.0}
+
+
+def test_a_tls_file_gone_between_read_and_check_is_a_problem_not_an_oserror(
+    tmp_path: Path,
+) -> None:
+    """``load_server_tls`` reads, checks with ``ssl`` and reads again; a file removed in
+    between made ``ssl.load_verify_locations`` raise FileNotFoundError out of the reload."""
+    gone = str(tmp_path / "gone.pem")
+    problem = check_server_tls(ServerTls(gone, str(tmp_path / "gone.key")))
+    assert problem is not None and problem.field == "cert_file" and gone in problem.message

@@ -41,6 +41,10 @@ def test_master_entry() -> None:
         ({"config-epoch": "x"}, "'config-epoch'"),
         ({"flags": "slave"}, "flags"),
         ({"port": "70000"}, "out of range"),
+        ({"port": "²"}, "'port'"),  # isdigit() is true, int() raises
+        ({"port": "٣٣"}, "'port'"),  # isdigit() is true, int() reads 33
+        ({"config-epoch": "--3"}, "'config-epoch'"),
+        ({"config-epoch": "٣"}, "'config-epoch'"),
     ],
 )
 def test_hostile_master_entries(over: dict[str, str], fragment: str) -> None:

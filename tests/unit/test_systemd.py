@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from xds.service.systemd import SystemdNotifier, notify_lifecycle, watchdog_interval_s
 
@@ -74,6 +75,53 @@ async def test_ready_status_watchdog_stopping(notify_socket: tuple[socket.socket
     with pytest.raises(asyncio.CancelledError):
         await task
     await wait_for(sock, "STOPPING=1", seen)
+
+
+async def test_the_socket_is_closed_after_stopping(
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    """STOPPING=1 is the last message: the lifecycle closes the socket after sending it."""
+    sock, path = notify_socket
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+    task = asyncio.create_task(notify_lifecycle(notifier, lambda: (True, ""), lambda: "", None))
+    seen: list[str] = []
+    await wait_for(sock, "READY=1", seen)
+    opened = notifier._sock  # the one datagram socket the notifier keeps
+    assert opened is not None and opened.fileno() != -1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_for(sock, "STOPPING=1", seen)
+    assert opened.fileno() == -1 and notifier._sock is None
+
+
+def test_a_failing_socket_is_logged_once_per_distinct_error(tmp_path: Path) -> None:
+    """A watchdog ping every few seconds into a broken NOTIFY_SOCKET must not write a
+    warning each time: one line per distinct error, and again only after a send worked."""
+    path = tmp_path / "notify"
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
+    with capture_logs() as logs:
+        assert not any([notifier.send("WATCHDOG=1") for _ in range(5)])  # no such file
+        path.write_text("")  # a file that is not a socket: another error
+        assert not any([notifier.send("WATCHDOG=1") for _ in range(5)])
+        path.unlink()
+        assert not notifier.send("WATCHDOG=1")  # the first error again: already said
+    failures = [e for e in logs if e["event"] == "systemd.notify_failed"]
+    assert len(failures) == 2 and failures[0]["error"] != failures[1]["error"]
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    try:
+        with capture_logs() as logs:
+            assert notifier.send("WATCHDOG=1")
+            server.close()
+            path.unlink()
+            assert not notifier.send("WATCHDOG=1")
+            assert not notifier.send("WATCHDOG=1")
+        assert [e["event"] for e in logs] == ["systemd.notify_recovered", "systemd.notify_failed"]
+        assert logs[0]["failed_sends"] == 11
+    finally:
+        server.close()
+        notifier.close()
 
 
 async def test_a_stalled_loop_stops_the_pings(notify_socket: tuple[socket.socket, str]) -> None:

@@ -88,13 +88,18 @@ class SnapshotCache:
             self._changed = asyncio.get_running_loop().create_future()
         return self._changed
 
+    def is_current(self, key: Hashable) -> bool:
+        """Whether ``key`` is what is published now (so :meth:`publish` would be a no-op):
+        the caller can skip building snapshots that would be thrown away."""
+        return self._build is not None and key == self._key
+
     def publish(self, key: Hashable, build: Builder) -> bool:
         """Serve snapshots from ``build`` from now on; False (and no-op) if ``key`` is unchanged.
 
         ``key`` identifies everything ``build`` depends on (the topology and
         config), so an unchanged topology wakes no stream.
         """
-        if self._build is not None and key == self._key:
+        if self.is_current(key):
             return False
         self._key, self._build = key, build
         self._built, self._failed = {}, set()

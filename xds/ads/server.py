@@ -4,7 +4,7 @@ Responses are pre-framed bytes (see :mod:`xds.ads.wire`), so the response
 serializer is the identity; requests are parsed by :mod:`xds.ads.discovery_request` with
 the protobuf runtime (an Envoy's first request carries a ~60 KB Node).
 
-Five operational limits live here:
+Six operational limits live here:
 
 * keepalive: the server pings idle connections and accepts the clients'
   pings, so a sidecar behind a dead NAT entry or a frozen peer is noticed;
@@ -16,6 +16,16 @@ Five operational limits live here:
 * ``max_streams_per_peer``, ``first_request_timeout_s`` and ``max_node_bytes``:
   one address cannot take every slot, nor hold one without speaking, nor make
   the server decode a huge Node (:mod:`xds.ads.limits`, :mod:`xds.ads.node`);
+* request size: grpc aio parses each request on the event loop, so a request
+  over ``max_node_bytes`` + :data:`MESSAGE_SLACK_BYTES` (a Node plus room for
+  thousands of names) is refused before it is parsed, and one naming more than
+  ``MAX_RESOURCE_NAMES`` resources before a Python value is built for them.
+  Up to twice that size the refusal is ours (INVALID_ARGUMENT naming
+  ``xds.max_node_bytes``, counted and logged as ``node_limits``); beyond it
+  grpc refuses the message itself (``grpc.max_receive_message_length``, which
+  bounds the memory a request takes): the client gets RESOURCE_EXHAUSTED
+  "Received message larger than max", and we see only a stream ending as if
+  its client had hung up, neither counted nor logged as a refusal;
 * ``max_requests_per_second`` per stream: requests beyond it are delayed
   (``xds.stream.rate_limited``, ``sentinel_xds_rate_limited_requests_total``),
   so one flooding client cannot starve the others;
@@ -28,15 +38,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import grpc
 import structlog
 
 from xds.ads.cache import SnapshotCache
 from xds.ads.delta import DeltaStream
-from xds.ads.discovery_request import DeltaRequest, SotwRequest, parse_delta, parse_sotw
+from xds.ads.discovery_request import (
+    DeltaRequest,
+    RequestLimitError,
+    SotwRequest,
+    parse_delta,
+    parse_sotw,
+)
 from xds.ads.limits import (
     DEFAULT_FIRST_REQUEST_TIMEOUT_S,
     DEFAULT_MAX_STREAMS_PER_PEER,
@@ -47,18 +63,45 @@ from xds.ads.limits import (
 from xds.ads.node import DEFAULT_MAX_NODE_BYTES, NodeDecoder
 from xds.ads.sidecars import Sidecars
 from xds.ads.sotw import SotwStream
-from xds.ads.stream import AdsStream
+from xds.ads.stream import MAX_RESOURCE_NAMES, AdsStream, NodeRejected, ProtocolError
 
-__all__ = ["ADS_SERVICE", "DEFAULT_MAX_STREAMS", "XdsServer"]
+__all__ = ["ADS_SERVICE", "DEFAULT_MAX_STREAMS", "MESSAGE_SLACK_BYTES", "XdsServer"]
 
 log = structlog.get_logger("xds.server")
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 DEFAULT_MAX_STREAMS = 5000
+#: what a request may hold beyond its Node (names, nonces, type URL, error detail):
+#: a sidecar names a handful of resources; 256 KiB still holds ~7,000 names. Every
+#: byte of it is parsed on the event loop, so it is kept small (a hostile client
+#: reconnecting with requests at the cap must not stall the failover path).
+MESSAGE_SLACK_BYTES = 256 * 1024
 
 
 def _identity(data: bytes) -> bytes:
     return data
+
+
+R = TypeVar("R", SotwRequest, DeltaRequest)
+
+
+def _bounded(parse: Callable[..., R], max_bytes: int) -> Callable[[bytes], R]:
+    """A request deserializer that refuses, before building anything, a request over
+    ``max_bytes`` (:class:`NodeRejected`: counted, logged rate-limited) or naming more
+    than ``MAX_RESOURCE_NAMES`` resources (:class:`ProtocolError`)."""
+
+    def deserialize(raw: bytes) -> R:
+        if len(raw) > max_bytes:
+            raise NodeRejected(
+                f"request is {len(raw)} bytes, over {max_bytes} "
+                f"(xds.max_node_bytes + {MESSAGE_SLACK_BYTES} for the rest of a request)"
+            )
+        try:
+            return parse(raw, max_names=MAX_RESOURCE_NAMES)
+        except RequestLimitError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    return deserialize
 
 
 class XdsServer:
@@ -79,6 +122,8 @@ class XdsServer:
         self.sidecars = sidecars
         self.max_streams = max_streams
         self.max_streams_per_peer = max_streams_per_peer
+        #: requests over this are refused unparsed (see the module docstring)
+        self.max_request_bytes = max_node_bytes + MESSAGE_SLACK_BYTES
         self.limits = StreamLimits(
             Refusals(sidecars.observer),
             NodeDecoder(max_node_bytes),
@@ -189,15 +234,20 @@ class XdsServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.max_ping_strikes", 0),
-                ("grpc.max_receive_message_length", 4 * 1024 * 1024),  # Envoy's first: ~60 KB
+                # beyond twice our own cap grpc refuses unread (uncounted): bounded memory
+                ("grpc.max_receive_message_length", 2 * self.max_request_bytes),
             ]
         )
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._sotw, request_deserializer=parse_sotw, response_serializer=_identity
+                self._sotw,
+                request_deserializer=_bounded(parse_sotw, self.max_request_bytes),
+                response_serializer=_identity,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._delta, request_deserializer=parse_delta, response_serializer=_identity
+                self._delta,
+                request_deserializer=_bounded(parse_delta, self.max_request_bytes),
+                response_serializer=_identity,
             ),
         }
         server.add_generic_rpc_handlers(

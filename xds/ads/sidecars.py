@@ -21,6 +21,7 @@ __all__ = [
     "TypeState",
     "Version",
     "XdsObserver",
+    "effective_state",
 ]
 
 
@@ -56,6 +57,21 @@ class TypeState:
         if self.sent_version and self.acked_version == self.sent_version:
             return SyncState.SYNCED
         return SyncState.STALE
+
+
+def effective_state(ts: TypeState, served_version: str | None) -> SyncState:
+    """``ts``'s state judged against ``served_version``, what is served now (None: unknown).
+
+    :meth:`TypeState.state` knows only what this stream was sent: a sidecar that
+    ACKed everything it was sent, while a newer version waits in the stream's
+    queue, is SYNCED there. Everyone who reports sync state to people
+    (``/status``, the ``sentinel_xds_sidecars`` gauge and its alert) must call it
+    STALE, and the same way, so this is the one rule they use.
+    """
+    state = ts.state()
+    if state is SyncState.SYNCED and served_version and ts.acked_version != served_version:
+        return SyncState.STALE
+    return state
 
 
 @dataclass

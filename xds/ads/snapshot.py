@@ -97,19 +97,31 @@ class TypeResources:
         """The SotW response body (all but the nonce) for a subscription; ``None`` = wildcard.
 
         Memoized: a thousand streams subscribed alike share one body, so a push
-        costs each stream only the nonce and the send.
+        costs each stream only the nonce and the send. The memo is keyed by the
+        subscribed names that exist in this snapshot, not by the subscription:
+        a response carries only existing resources, so that is all the view
+        depends on, and a key is then bounded by the snapshot's own names. A
+        client's own set (up to 10,000 names of any length) is never kept, so
+        odd subscriptions cannot pin memory until the next publish.
         """
-        view = self._views.get(names)
+        key = None if names is None else self._existing(names)
+        view = self._views.get(key)
         if view is None:
-            picked = self.select(names)
+            picked = self.select(key)
             view = SotwView(
                 names=frozenset(n for n, _ in picked),
                 content=frozenset((n, self.resource_versions.get(n, "")) for n, _ in picked),
                 body=sotw_body(self.version, (b for _, b in picked), self.type_url),
             )
             if len(self._views) < MAX_MEMOIZED_VIEWS:
-                self._views[names] = view
+                self._views[key] = view
         return view
+
+    def _existing(self, names: frozenset[str]) -> frozenset[str]:
+        """``names`` ∩ this type's resource names, walking the smaller of the two."""
+        if len(names) <= len(self.items):
+            return frozenset(n for n in names if n in self.items)
+        return frozenset(n for n in self.items if n in names)
 
     def select(self, names: Iterable[str] | None) -> list[tuple[str, bytes]]:
         """The resources named (all of them for ``None``), in name order."""

@@ -62,7 +62,7 @@ from redis_sentinel_watch import (
     WatchError,
 )
 from redis_sentinel_watch.auth import Secret
-from redis_sentinel_watch.io import RedisSentinelIO
+from redis_sentinel_watch.redis_io import RedisSentinelIO
 from xds.ops.drain_control_planes import ControlPlanes
 from xds.ops.drain_output import EXIT_FAILED, DrainResult, Progress, Steps, undrain_hint
 from xds.ops.drain_plan import (
@@ -394,6 +394,15 @@ class Drainer:
             warn = (
                 " WARNING: a SENTINEL FAILOVER request timed out and may still be acted on; "
                 "watch `sentinel-xds status` and the Sentinel logs."
+            )
+        elif undo.failover_sent:
+            # Sentinel accepted it: its failover runs on (up to failover-timeout) and may
+            # still promote a replica, and writes taken by the old primary meanwhile
+            # would then be lost with its demotion. Say so rather than promise safety.
+            warn = (
+                " WARNING: Sentinel accepted SENTINEL FAILOVER and may still promote a "
+                "replica (until its failover-timeout); writes taken meanwhile would be lost "
+                "then. Watch `sentinel-xds status` until the primary is settled."
             )
         msg = (
             f"drain ABORTED: {why}. Undone: {self.o.node} is {role or 'unreachable'} and "

@@ -160,9 +160,12 @@ class Wait:
     """The progress of one wait. Its loop calls :meth:`saw` on every poll (cheap: a
     clock read and a comparison); a line is printed when ``key`` (what is seen,
     by default ``seen`` itself) differs from the last printed one and
-    :data:`CHANGE_GAP_S` have passed since the last line, or when
-    :data:`PROGRESS_INTERVAL_S` have passed whatever is seen. The first poll
-    only sets what "changed" is compared with: the start line was just printed.
+    :data:`CHANGE_GAP_S` have passed since the last line, or when the next line
+    is due. Lines fall due every :data:`PROGRESS_INTERVAL_S` on a grid from the
+    start (1 s, 2 s, ...), not that long after the last line: a line is printed
+    on the first poll past its time, and measuring from it would let each
+    poll's lateness add up (seen: 1.02 s apart with a 0.2 s poll). The first
+    poll only sets what "changed" is compared with: the start line was just printed.
     """
 
     _UNSET: Hashable = object()
@@ -172,10 +175,13 @@ class Wait:
         self.what = what
         self.started = steps.clock()
         self._last_at = self.started
+        self._due = self.started + PROGRESS_INTERVAL_S
         self._last_key: Hashable = self._UNSET
 
-    def elapsed(self) -> float:
-        return self._steps.clock() - self.started
+    def due_in(self) -> float:
+        """Seconds until the next line is due (0 if it is): a loop that sleeps between
+        polls sleeps no longer than this, so the line is not a whole poll late."""
+        return max(0.0, self._due - self._steps.clock())
 
     def saw(self, seen: str, key: Hashable = None, **fields: Any) -> bool:
         """What this poll sees (``seen`` is printed; ``key``, when given, is what is
@@ -184,9 +190,16 @@ class Wait:
         k = seen if key is None else key
         if self._last_key is self._UNSET:
             self._last_key = k
-        since = now - self._last_at
-        if since < PROGRESS_INTERVAL_S and (k == self._last_key or since < CHANGE_GAP_S):
+        changed = k != self._last_key and now - self._last_at >= CHANGE_GAP_S
+        if now < self._due and not changed:
             return False
+        if now >= self._due:
+            # next on the grid; a poll slower than the interval starts a new grid
+            self._due = self._due + PROGRESS_INTERVAL_S
+            if self._due <= now:
+                self._due = now + PROGRESS_INTERVAL_S
+        else:
+            self._due = now + PROGRESS_INTERVAL_S  # a change: a full interval from it
         self._last_at, self._last_key = now, k
         self._steps.waiting(self.what, seen, now - self.started, **fields)
         return True

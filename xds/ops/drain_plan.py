@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from redis_sentinel_watch import Address, ReplicaEntry, majority
-from redis_sentinel_watch.replies import DEFAULT_REPLICA_PRIORITY
+from redis_sentinel_watch.model import DEFAULT_REPLICA_PRIORITY
 from xds.ops.exits import EXIT_PROBLEMS, EXIT_USAGE
 
 __all__ = [
@@ -256,6 +256,12 @@ def candidate_problem(entry: ReplicaEntry, facts: NodeFacts | None, primary: Add
     return None
 
 
+def _sentinel_may_promote(entry: ReplicaEntry, facts: NodeFacts | None) -> bool:
+    """Whether Sentinel could select this replica: not flagged down, priority not 0."""
+    drained = entry.priority == 0 or (facts is not None and facts.reachable and facts.priority == 0)
+    return not (entry.flags & _BAD_FLAGS) and not drained
+
+
 def safe_pause_ms(answers: Sequence[SentinelAnswer]) -> int | None:
     """The longest write pause that cannot make Sentinel think the primary is down.
 
@@ -329,6 +335,17 @@ def plan_drain(
     if not candidates:
         why = "; ".join(f"{a}: {p}" for a, p in sorted(problems.items())) or "it has none"
         raise DrainRefusedError(f"no replica of {group!r} can take over from {node} ({why})")
+    unsynced = [
+        f"{a} ({p})"
+        for a, p in sorted(problems.items())
+        if p and _sentinel_may_promote(replicas[a], nodes.get(a))
+    ]
+    if unsynced:  # Sentinel picks by priority and its own (up to 10 s old) offsets, not ours
+        raise DrainRefusedError(
+            f"Sentinel may promote {', '.join(unsynced)}, which would lose data "
+            "(docs/sentinel.md, the empty-replica trap); wait until `sentinel-xds status` "
+            "shows it synced, or drain it first"
+        )
     skipped = tuple(f"{a} will not be promoted: {p}" for a, p in sorted(problems.items()) if p)
     return replace(base, candidates=candidates, warnings=skipped)
 

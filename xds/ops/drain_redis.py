@@ -31,7 +31,8 @@ from redis_sentinel_watch import (
     UnreachableError,
     WatchError,
 )
-from redis_sentinel_watch.io import RedisSentinelIO, SentinelIO
+from redis_sentinel_watch.io import SentinelIO
+from redis_sentinel_watch.redis_io import RedisSentinelIO
 from xds.ops.drain_output import Steps
 from xds.ops.drain_plan import Action, DrainRefusedError, NodeFacts, Plan, SentinelAnswer
 
@@ -326,7 +327,7 @@ class DrainRedis:
                 have=agree,
                 need=need,
             )
-            time.sleep(0.2)
+            time.sleep(min(0.2, wait.due_in()))
         self._step.say(
             f"warning: after {self._settle_timeout_s:.0f} s only {agree} of "
             f"{len(self.sentinels)} Sentinels {what}; check the Sentinels"

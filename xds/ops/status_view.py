@@ -9,7 +9,8 @@ without a server, and a renamed field fails mypy here.
 
 Exit codes, so the command can drive an alert or a script: 0 when nothing is
 wrong; 1 when anything is (a control plane unreachable or not ready, a group
-degraded or left without a promotable replica, a Sentinel unreachable, in
+degraded or left without a promotable replica (a synced one that is not
+drained: a failover to an unsynced replica loses data), a Sentinel unreachable, in
 TILT or disagreeing with the majority, a sidecar STALE or NACKED).
 """
 
@@ -79,11 +80,9 @@ def problems(status: StatusDocument) -> list[str]:
                 f"group {g.name} {g.health}: {_str(g.reason, 'no agreement')} "
                 f"({g.agreeing}/{g.sentinels} Sentinels agree)"
             )
-        if g.primary and not g.promotable:
-            out.append(
-                f"group {g.name} has no promotable replica: if its primary "
-                f"{g.primary} fails, Sentinel cannot fail over"
-            )
+        risk = g.failover_risk()
+        if risk is not None:
+            out.append(risk)
         out.extend(_dissent(g))
     for s in status.sentinels:
         if not s.reachable:
@@ -135,6 +134,10 @@ def _replicas(group: GroupState) -> str:
     return ", ".join(f"{r} (drained)" if r in group.drained else r for r in group.replicas)
 
 
+def _replica(g: GroupState, address: str) -> str:
+    return f"{address} (drained)" if address in g.drained else address
+
+
 def _health(g: GroupState) -> str:
     return (
         g.health.value
@@ -164,6 +167,13 @@ def render_status(status: StatusDocument, source: str = "") -> str:
             ],
         )
     )
+    replica_rows = [
+        [g.name, _replica(g, s.address), s.sync.value, s.detail]
+        for g in status.groups
+        for s in g.replica_sync
+    ]
+    if replica_rows:
+        parts.append(table(["GROUP", "REPLICA", "SYNC", "DETAIL"], replica_rows))
     if status.sentinels:
         parts.append(
             table(

@@ -9,8 +9,8 @@ Two surfaces share the admin listener:
   drain notice decides whether a failover counts as planned. With a token
   configured (``admin.token_file``), every operator request must carry
   ``Authorization: Bearer <token>``, on loopback too; without one the admin API
-  must listen on loopback only, which is checked here at startup as well as
-  by the config.
+  must listen on loopback only: :func:`exposure_error` is that rule, and the
+  config's validation, a reload and the service's startup all ask it.
 
 A bearer token read from a file was chosen over mutual TLS (certificates to
 issue to every operator's curl and to the scraper) and a Unix socket (no
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from redis_sentinel_watch import Address
 from redis_sentinel_watch.auth import Secret
-from xds.service.config import ConfigError
+from xds.service.config_schema import ConfigError
 from xds.service.secrets import MIN_TOKEN_LENGTH, UnresolvedSecret, UnsafeFile, read_secret_file
 
 if TYPE_CHECKING:
@@ -80,16 +80,19 @@ def admin_token(config: Config) -> Secret | None:
     return None
 
 
-def exposure_error(listen: Address, token: Secret | None) -> str | None:
-    """Why the admin API may not listen on ``listen`` (None when it may).
+def exposure_error(listen: Address, token: Secret | str | None) -> str | None:
+    """Why the admin API may not listen on ``listen`` (None when it may): the one
+    "no token beyond loopback" rule.
 
     Beyond loopback, ``/status`` and the drain notices would answer anyone on
-    the network, so a token is required there.
+    the network, so a token is required there. ``token`` is the operator token,
+    or the path of ``admin.token_file`` where only that is known yet (config
+    validation); None when there is none.
     """
     if token is None and not listen.is_loopback:
         return (
-            f"{listen} is not loopback and admin.token_file is not set; the operator "
-            "endpoints (/status, /events, writes) would answer anyone who can reach it"
+            f"{listen} is not loopback: set admin.token_file so that /status, /events and "
+            "writes require a bearer token"
         )
     return None
 

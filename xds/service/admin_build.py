@@ -16,12 +16,13 @@ from collections.abc import Mapping
 
 from redis_sentinel_watch import GroupTopology, Health, SentinelView
 from redis_sentinel_watch.model import Dissent
-from xds.ads.sidecars import Sidecar, SyncState
+from xds.ads.sidecars import Sidecar, effective_state
 from xds.ads.typeurls import short_type
 from xds.service.admin_documents import (
     DissentState,
     FailoverEvent,
     GroupState,
+    ReplicaSyncState,
     SentinelState,
     SidecarState,
     TypeSync,
@@ -45,6 +46,9 @@ def group_state(g: GroupTopology) -> GroupState:
         provisional=g.provisional,
         reason=g.reason,
         dissent=tuple(dissent_state(d) for d in g.dissent),
+        replica_sync=tuple(
+            ReplicaSyncState(str(r.address), r.sync, r.detail) for r in g.replica_states
+        ),
     )
 
 
@@ -67,20 +71,18 @@ def sidecar_state(sc: Sidecar, versions: Mapping[str, str]) -> SidecarState:
     """One stream as ``/status`` shows it; ``versions`` are what its profile serves now.
 
     A type the sidecar ACKed at an older version than we serve is STALE even
-    before we push the new one (the push may be in flight or still queued).
+    before we push the new one (the push may be in flight or still queued):
+    :func:`~xds.ads.sidecars.effective_state`, the rule ``/metrics`` uses too.
     """
     types: dict[str, TypeSync] = {}
     for url, ts in sorted(sc.types.items()):
-        state = ts.state()
-        if (
-            state is SyncState.SYNCED
-            and ts.requested
-            and versions.get(url)
-            and ts.acked_version != versions[url]
-        ):
-            state = SyncState.STALE
         types[short_type(url)] = TypeSync(
-            state, ts.sent_version, ts.acked_version, ts.nacked_version, ts.nack_detail, ts.nacks
+            effective_state(ts, versions.get(url)),
+            ts.sent_version,
+            ts.acked_version,
+            ts.nacked_version,
+            ts.nack_detail,
+            ts.nacks,
         )
     return SidecarState(
         stream_id=sc.stream_id,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from redis_sentinel_watch.model import Health
+from redis_sentinel_watch.model import Health, ReplicaSync
 from xds.ads.sidecars import SyncState
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "EventsDocument",
     "FailoverEvent",
     "GroupState",
+    "ReplicaSyncState",
     "SentinelState",
     "SidecarState",
     "StatusDocument",
@@ -209,6 +210,25 @@ class DissentState:
 
 
 @dataclass(frozen=True)
+class ReplicaSyncState:
+    """One replica and whether it holds the primary's data (see
+    :mod:`redis_sentinel_watch.replica_sync`): ``sync`` is ``synced``, ``unsynced``
+    (Sentinel may promote it, and the data would be lost), ``down`` (Sentinel
+    will not promote it) or ``unknown``; ``detail`` says why."""
+
+    address: str
+    sync: ReplicaSync
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "sync": self.sync.value, "detail": self.detail}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> ReplicaSyncState:
+        return cls(r.text("address"), r.enum("sync", ReplicaSync), r.text("detail"))
+
+
+@dataclass(frozen=True)
 class GroupState:
     """One master group: the agreed primary, its replicas, and how sure we are."""
 
@@ -225,11 +245,45 @@ class GroupState:
     reason: str
     #: Sentinels outvoted on this group (absent in documents of older versions)
     dissent: tuple[DissentState, ...] = ()
+    #: every replica Sentinel lists, down ones too, and whether it is synced (absent in
+    #: documents of older versions)
+    replica_sync: tuple[ReplicaSyncState, ...] = ()
 
     @property
     def promotable(self) -> tuple[str, ...]:
-        """Replicas Sentinel may promote (not drained)."""
-        return tuple(r for r in self.replicas if r not in self.drained)
+        """Replicas a failover can go to without losing data: synced and not drained.
+
+        A document of an older version carries no sync states; there it is every
+        replica that is not drained, as those versions counted.
+        """
+        if not self.replica_sync:
+            return tuple(r for r in self.replicas if r not in self.drained)
+        return tuple(
+            s.address
+            for s in self.replica_sync
+            if s.sync is ReplicaSync.SYNCED and s.address not in self.drained
+        )
+
+    def failover_risk(self) -> str | None:
+        """What a failover of this group would do now, when that is bad; None when a
+        promotable replica exists. The one wording for ``/readyz`` and ``status``."""
+        if self.primary is None or self.promotable:
+            return None
+        risky = [
+            s
+            for s in self.replica_sync
+            if s.address not in self.drained
+            and s.sync in (ReplicaSync.UNSYNCED, ReplicaSync.UNKNOWN)
+        ]
+        if risky:
+            shown = "; ".join(f"{s.address} {s.sync.value}: {s.detail}" for s in risky)
+            return (
+                f"group {self.name} has no synced replica: a failover now would lose data ({shown})"
+            )
+        return (
+            f"group {self.name} has no promotable replica: if its primary "
+            f"{self.primary} fails, Sentinel cannot fail over"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,6 +299,7 @@ class GroupState:
             "provisional": self.provisional,
             "reason": self.reason,
             "dissent": [d.to_json() for d in self.dissent],
+            "replica_sync": [r.to_json() for r in self.replica_sync],
         }
 
     @classmethod
@@ -262,6 +317,11 @@ class GroupState:
             provisional=r.flag("provisional"),
             reason=r.text("reason"),
             dissent=r.objects("dissent", DissentState._read) if "dissent" in r.data else (),
+            replica_sync=(
+                r.objects("replica_sync", ReplicaSyncState._read)
+                if "replica_sync" in r.data
+                else ()
+            ),
         )
 
 

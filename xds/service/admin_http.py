@@ -6,7 +6,9 @@ write that changes no routing: ``POST /notices/drain``, by which
 timeline says ``trigger: drain``). Who may call what is decided in
 :mod:`xds.service.admin_auth`: the read-only surface is anonymous, the
 operator surface needs the bearer token when one is configured, and a
-non-loopback listener without a token is refused at startup.
+non-loopback listener without a token is refused before anything binds (the
+config's validation, and :class:`xds.service.app.Service` for a config built
+in code: this server binds what it is given).
 
 The listener shares the event loop with the failover path and the xDS
 streams, so nothing a client sends may cost much or fail loudly:
@@ -15,7 +17,13 @@ streams, so nothing a client sends may cost much or fail loudly:
   (never a 500 with a traceback); a handler bug is still answered 500, but
   logged as ``admin.request_failed`` through structlog (and so through the
   secret redactor), and so are aiohttp's own errors (bad HTTP), via
-  :class:`_StructlogBridge` instead of its stderr logger;
+  :class:`_StructlogBridge` instead of its stderr logger. Text from an
+  exception or aiohttp is redacted *before* it is cut to length: a secret
+  straddling the cut would otherwise reach the log renderer's redactor as a
+  prefix it cannot recognise;
+- every response body is redacted once: ``/status`` when its cached body is
+  built (not on each of the requests that share it), ``/healthz`` never (a
+  fixed body), every other response as it leaves (:meth:`AdminServer._logged`);
 - bodies are capped (:data:`MAX_BODY_BYTES`) and must be JSON;
 - operator requests are bounded (:data:`MAX_OPERATOR_INFLIGHT` at once; the
   excess gets 503 at once) and the ``/status`` document is built and
@@ -39,12 +47,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from redis_sentinel_watch import Address, AddressError
+from redis_sentinel_watch import Address
 from redis_sentinel_watch.auth import Secret
 from xds.ads.loglimit import LogLimiter
-from xds.service.admin_auth import READ_ONLY_PATHS, Authorizer, exposure_error
+from xds.service.admin_auth import READ_ONLY_PATHS, Authorizer
 from xds.service.admin_documents import EventsDocument, StatusDocument
-from xds.service.config import ConfigError
+from xds.service.secrets import REDACTOR
 from xds.service.timeline import KEEP
 
 __all__ = ["AdminServer", "DrainNotice"]
@@ -65,6 +73,11 @@ MAX_OPERATOR_INFLIGHT = 32
 #: the longest ``ttl_s`` a notice request may name (the notice itself lives at most
 #: :data:`xds.service.notices.MAX_NOTICE_TTL_S`)
 MAX_REQUEST_TTL_S = 600
+
+#: the longest exception or aiohttp message text logged (cut after redaction)
+MAX_LOGGED_TEXT = 300
+#: marks a response whose body is already redacted, or holds nothing to redact
+_CLEAN = web.ResponseKey("sentinel_xds.clean", bool)
 
 #: labels the next failover of ``group`` away from ``node``; returns why not, or None
 DrainNotice = Callable[[str, Address, float], "str | None"]
@@ -92,7 +105,6 @@ class AdminServer:
         self._events = events
         self._drain_notice = drain_notice
         self._redact = redact
-        self._token = token
         self._auth = Authorizer(token)
         self._max_inflight = max_operator_inflight
         self._inflight = 0
@@ -103,8 +115,8 @@ class AdminServer:
 
     def set_token(self, token: Secret | None) -> None:
         """A rotated operator token (config reload), required from the next request on.
-        The caller checks :func:`exposure_error` for the running listener first."""
-        self._token = token
+        The caller checks :func:`~xds.service.admin_auth.exposure_error` for the running
+        listener first."""
         self._auth = Authorizer(token)
 
     def app(self) -> web.Application:
@@ -127,11 +139,16 @@ class AdminServer:
 
     @web.middleware
     async def _logged(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Outermost: redact every body (a NACK quoting a password must not show it in
-        /status), then log the request at debug level (never its headers: the token)."""
+        """Outermost: redact every body not redacted yet (a NACK quoting a password must
+        not show it in /status), then log the request at debug level (never its
+        headers: the token)."""
         start = time.monotonic()
         response = await handler(request)
-        if self._redact is not None and isinstance(response, web.Response):
+        if (
+            self._redact is not None
+            and isinstance(response, web.Response)
+            and not response.get(_CLEAN)
+        ):
             body = response.body
             if isinstance(body, bytes):
                 response.body = self._redact(body)
@@ -201,19 +218,25 @@ class AdminServer:
     # ------------------------------------------------------------------ handlers
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        response = web.json_response({"ok": True})
+        response[_CLEAN] = True  # a fixed body: nothing to redact
+        return response
 
     async def _readyz(self, _: web.Request) -> web.Response:
         ok, why = self._ready()
         return web.json_response({"ready": ok, "reason": why}, status=200 if ok else 503)
 
     async def _status_view(self, _: web.Request) -> web.Response:
-        """The document is built once per loop iteration: a burst of N requests costs one
-        build, and each answer is at most one iteration older than its request."""
+        """The document is built (and redacted) once per loop iteration: a burst of N
+        requests costs one build, and each answer is at most one iteration older than
+        its request."""
         if self._status_body is None:
-            self._status_body = json.dumps(self._status().to_json()).encode()
+            body = json.dumps(self._status().to_json()).encode()
+            self._status_body = self._redact(body) if self._redact is not None else body
             asyncio.get_running_loop().call_soon(self._forget_status)
-        return web.Response(body=self._status_body, content_type="application/json")
+        response = web.Response(body=self._status_body, content_type="application/json")
+        response[_CLEAN] = True
+        return response
 
     def _forget_status(self) -> None:
         self._status_body = None
@@ -221,9 +244,7 @@ class AdminServer:
     async def _metrics_view(self, _: web.Request) -> web.Response:
         assert self._metrics is not None
         # prometheus' content type carries a version parameter aiohttp's content_type rejects
-        return web.Response(
-            body=self._metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE}
-        )
+        return web.Response(body=self._metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _events_view(self, request: web.Request) -> web.Response:
         """``/events?n=N``: the last N failover timelines, oldest first."""
@@ -260,7 +281,7 @@ class AdminServer:
             return _error(400, "node: expected 'host:port'")
         try:
             address = Address.parse(node)
-        except AddressError as exc:
+        except ValueError as exc:  # AddressError; any other ValueError is bad input too
             return _error(400, f"node: {exc}")
         if (
             isinstance(ttl, bool)
@@ -276,11 +297,8 @@ class AdminServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, listen: Address) -> int:
-        """Bind ``listen``; refuse (ConfigError, before binding) a non-loopback address
-        without a token."""
-        refused = exposure_error(listen, self._token)
-        if refused is not None:
-            raise ConfigError("admin.listen", refused)
+        """Bind ``listen``. Whether ``listen`` may serve without a token was decided
+        before (:func:`~xds.service.admin_auth.exposure_error`, by the caller)."""
         runner = web.AppRunner(self.app(), access_log=None, logger=_bridge_logger())
         await runner.setup()
         site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True, backlog=BACKLOG)
@@ -308,8 +326,14 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+def _clip(text: str) -> str:
+    """``text`` redacted, then cut to :data:`MAX_LOGGED_TEXT`: in that order, or a
+    secret straddling the cut would leave its prefix for no redactor to recognise."""
+    return REDACTOR.text(text)[:MAX_LOGGED_TEXT]
+
+
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return f"{type(exc).__name__}: {_clip(str(exc))}"
 
 
 class _StructlogBridge(logging.Handler):
@@ -330,7 +354,7 @@ class _StructlogBridge(logging.Handler):
         skipped = self._limiter.allow(event)
         if skipped is None:
             return
-        fields = {"message": record.getMessage()[:300], "skipped": skipped}
+        fields = {"message": _clip(record.getMessage()), "skipped": skipped}
         if exc is not None:
             fields["error"] = _describe(exc)
         (log.info if client_fault else log.error)(event, **fields)

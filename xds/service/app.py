@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -31,10 +31,10 @@ from redis_sentinel_watch import (
     Watcher,
     majority,
 )
-from redis_sentinel_watch.auth import Credentials, Secret
+from redis_sentinel_watch.auth import Secret
 from xds.ads.cache import SnapshotCache
 from xds.ads.server import XdsServer
-from xds.ads.sidecars import Sidecars
+from xds.ads.sidecars import Sidecar, Sidecars, effective_state
 from xds.ads.snapshot import Snapshot
 from xds.ads.typeurls import short_type
 from xds.resources.profiles import Profile, Profiles
@@ -46,7 +46,7 @@ from xds.service.admin_documents import EventsDocument, StatusDocument
 from xds.service.admin_http import AdminServer
 from xds.service.config import Config, ConfigError
 from xds.service.metrics import GroupSample, Metrics, SentinelSample, StateSample
-from xds.service.reload import prepare_reload
+from xds.service.reload import prepare_reload, reload_failure
 from xds.service.secrets import REDACTOR, config_secrets
 from xds.service.systemd import SystemdNotifier, notify_lifecycle, watchdog_interval_s
 from xds.service.timeline import KEEP, FailoverRecord, Timeline
@@ -59,7 +59,7 @@ from xds.service.tls import (
 from xds.service.version import package_version
 from xds.service.watchdog import LoopWatchdog
 
-__all__ = ["FailoverRecord", "Service", "build_watcher", "sentinel_io"]
+__all__ = ["FailoverRecord", "Service", "build_watcher", "group_specs", "sentinel_io"]
 
 log = structlog.get_logger("xds.service")
 
@@ -72,6 +72,22 @@ def sentinel_io(config: Config) -> RedisSentinelIO:
         redis_auth=config.redis_auth,
         tls=config.tls,
     )
+
+
+def group_specs(config: Config, topology: Topology) -> list[GroupSpec]:
+    """What each configured group's resources are built from, with its agreed primary."""
+    primaries = topology.primaries()
+    return [
+        GroupSpec(
+            g.name,
+            g.listen,
+            primaries.get(g.name),
+            op_timeout_ms=g.op_timeout_ms,
+            upstream_auth=g.upstream_auth,
+            downstream_auth=g.downstream_auth,
+        )
+        for g in config.groups
+    ]
 
 
 def build_watcher(config: Config, io: SentinelIO) -> Watcher:
@@ -138,6 +154,7 @@ class Service:
 
     async def startup(self) -> None:
         """Bind both listeners, then start watching."""
+        _warm_up_resource_builders()
         self.watchdog.start()
         tls = self.config.xds_tls
         if tls is not None:
@@ -152,15 +169,7 @@ class Service:
             self.config.xds_listen.port,
             self.xds_credentials.credentials if self.xds_credentials is not None else None,
         )
-        warning = transport_warning(
-            self.config.xds_listen,
-            tls,
-            any(  # only inline passwords travel over xDS (PasswordFile sends a path)
-                isinstance(a, Credentials)
-                for g in self.config.groups
-                for a in (g.upstream_auth, g.downstream_auth)
-            ),
-        )
+        warning = transport_warning(self.config.xds_listen, tls)
         if warning is not None:
             log.warning(
                 "xds.transport.unprotected", listen=str(self.config.xds_listen), why=warning
@@ -205,16 +214,21 @@ class Service:
             return False
         async with self._reload_lock:  # SIGHUPs in a burst apply one after the other
             running_tls = self.xds_credentials.material if self.xds_credentials else None
-            try:
+            try:  # prepare everything that can fail before anything is switched
                 plan = await asyncio.to_thread(
                     prepare_reload, self.config_path, self.config, running_tls
                 )
-            except ConfigError as exc:
-                log.error("config.reload_failed", field=exc.field, error=str(exc))
+                REDACTOR.add(config_secrets(plan.config))
+                token = admin_token(plan.config)
+                staged = self._stage(plan.config, self.watcher.topology)
+            except Exception as exc:  # nothing was switched: say why and keep serving
+                field, error = reload_failure(exc)
+                log.error("config.reload_failed", field=field, error=error)
                 self.metrics.reloads.labels("failure").inc()
                 return False
+            # apply: assignments only from here on (no await, nothing that can raise), so
+            # a reload is never half-applied and the topology staged above is still current
             new = plan.config
-            REDACTOR.add(config_secrets(new))
             self.io.reconfigure(
                 new.watch.sentinel_timeout_s,
                 sentinel_auth=new.sentinel_auth,
@@ -228,11 +242,12 @@ class Service:
                 promotion_probe_interval_s=new.watch.promotion_probe_interval_s,
                 fence_pause_ms=new.watch.fence_pause_ms,
             )
-            self.admin.set_token(admin_token(new))
+            self.admin.set_token(token)
             if plan.tls is not None and self.xds_credentials is not None:
                 self.xds_credentials.rotate(plan.tls)
             self.config = new
-            self._on_topology(self.watcher.topology, ())  # rebuilt groups reach the sidecars
+            if staged is not None:
+                self._publish(*staged, ())  # rebuilt groups reach the sidecars
             if plan.ignored:
                 log.warning("config.reload_ignored", fields=list(plan.ignored), until="restart")
             log.info("config.reloaded", changed=list(plan.changed))
@@ -283,21 +298,17 @@ class Service:
 
     # ------------------------------------------------------------------ topology → xDS
 
-    def specs(self, topology: Topology) -> list[GroupSpec]:
-        primaries = topology.primaries()
-        return [
-            GroupSpec(
-                g.name,
-                g.listen,
-                primaries.get(g.name),
-                op_timeout_ms=g.op_timeout_ms,
-                upstream_auth=g.upstream_auth,
-                downstream_auth=g.downstream_auth,
-            )
-            for g in self.config.groups
-        ]
-
     def _on_topology(self, topology: Topology, changes: Sequence[PrimaryChange]) -> None:
+        staged = self._stage(self.config, topology)
+        if staged is not None:
+            self._publish(*staged, changes)
+
+    def _stage(self, config: Config, topology: Topology) -> tuple[list[GroupSpec], Snapshot] | None:
+        """The specs and plain snapshot ``config`` gives for ``topology``, or None when
+        there is nothing to publish: a group has no agreed primary yet, or the specs (the
+        cache key) are what is served now, as after a change of health, dissent or
+        agreeing count alone, which would rebuild every resource to throw it away.
+        Raises if the snapshot is inconsistent."""
         unknown = [g.name for g in topology.groups if g.primary is None]
         if unknown:
             log.warning(
@@ -305,9 +316,18 @@ class Service:
                 groups=unknown,
                 hint="nothing is served until every group has an agreed primary",
             )
-            return
-        specs = self.specs(topology)
-        snapshot = build_snapshot(specs)  # the plain profile; raises if inconsistent
+            return None
+        specs = group_specs(config, topology)
+        if self.cache.is_current(tuple(specs)):
+            return None
+        return specs, build_snapshot(specs)  # the plain profile
+
+    def _publish(
+        self, specs: list[GroupSpec], snapshot: Snapshot, changes: Sequence[PrimaryChange]
+    ) -> None:
+        """Serve ``snapshot`` (other profiles are built from ``specs`` on first use) and
+        follow ``changes`` to the sidecars' ACKs. Cannot fail: a profile whose build
+        fails keeps its last good snapshot (:meth:`SnapshotCache.current`)."""
 
         def build(profile: Hashable) -> Snapshot:
             if profile is None:
@@ -362,8 +382,10 @@ class Service:
         return self.timeline.notices.note(group, node, ttl_s, known)
 
     def _admin_token(self) -> Secret | None:
-        """The operator token (admin.token_file); refuses a non-loopback admin without one
-        here too, so no config path can expose /status anonymously (exit 2, one line)."""
+        """The operator token (admin.token_file). Also the startup check of the "no token
+        beyond loopback" rule, before anything binds: a :class:`Config` built in code
+        (``dataclasses.replace``) skips validation, and the admin server binds what it
+        is given (exit 2, one line)."""
         token = admin_token(self.config)
         refused = exposure_error(self.config.admin_listen, token)
         if refused is not None:
@@ -372,13 +394,22 @@ class Service:
             REDACTOR.add([token])
         return token
 
+    def _served_versions(self, sc: Sidecar) -> Mapping[str, str]:
+        """What ``sc`` should have ACKed: its own profile's versions (the plain
+        snapshot's if that cannot be built), against which it is SYNCED or STALE."""
+        served = self.cache.current(sc.profile)
+        if served is None:
+            served = self.cache.current()
+        return served.versions if served is not None else {}
+
     def _metrics_sample(self) -> StateSample:
         by_protocol: dict[str, int] = {}
         states: dict[tuple[str, str], int] = {}
         for sc in self.sidecars.all():
             by_protocol[sc.protocol] = by_protocol.get(sc.protocol, 0) + 1
+            served = self._served_versions(sc)  # the same STALE rule as /status
             for url, ts in sc.types.items():
-                key = (short_type(url), ts.state().value)
+                key = (short_type(url), effective_state(ts, served.get(url)).value)
                 states[key] = states.get(key, 0) + 1
         return StateSample(
             ready=self.ready()[0],
@@ -391,7 +422,7 @@ class Service:
                     g.health.value,
                     g.agreeing,
                     g.sentinels,
-                    promotable=len(set(g.replicas) - set(g.drained)),
+                    promotable=len(g.promotable),  # synced and not drained
                     dissenting=tuple(str(d.sentinel) for d in g.dissent),
                 )
                 for g in self.watcher.topology.groups
@@ -415,23 +446,29 @@ class Service:
         )
 
     def ready(self) -> tuple[bool, str]:
-        """Ready = serving a snapshot and a majority of Sentinels answered the last poll."""
+        """Ready = serving a snapshot and a majority of Sentinels answered the last poll.
+
+        A group whose failover would now lose data (no synced replica) or fail
+        (none at all) stays ready, since readiness is about serving, but the
+        reason says so: ``ok; warning: group mymaster has no synced replica: …``.
+        """
         if self.cache.current() is None:
             return False, "no agreed primary for every group yet"
         need = majority(len(self.config.sentinels))
         have = self.watcher.reachable_sentinels
         if have < need:
             return False, f"only {have} of {len(self.config.sentinels)} Sentinels reachable"
-        return True, "ok"
+        risks = [r for g in self.watcher.topology.groups if (r := group_state(g).failover_risk())]
+        return True, "; ".join(["ok", *(f"warning: {r}" for r in risks)])
 
     def status(self) -> StatusDocument:
         """``/status``: what this control plane serves, and to whom."""
         snapshot = self.cache.current()
         versions = snapshot.versions if snapshot else {}
-        sidecars = []
-        for sc in sorted(self.sidecars.all(), key=lambda s: (s.node_id, s.stream_id)):
-            own = self.cache.current(sc.profile)  # judged against its own profile's versions
-            sidecars.append(sidecar_state(sc, own.versions if own is not None else versions))
+        sidecars = [
+            sidecar_state(sc, self._served_versions(sc))
+            for sc in sorted(self.sidecars.all(), key=lambda s: (s.node_id, s.stream_id))
+        ]
         ok, why = self.ready()
         return StatusDocument(
             ready=ok,
@@ -447,3 +484,12 @@ class Service:
 def _short_versions(snapshot: Snapshot) -> dict[str, str]:
     return {short_type(url): v for url, v in snapshot.versions.items()}
 
+
+def _warm_up_resource_builders() -> None:
+    """Build one throwaway snapshot before anything is served.
+
+    The first build of the process costs 0.35-1 s (betterproto2 resolves every
+    message class's type hints once); done here, before the listeners are bound
+    and before the watchdog runs, it delays no stream and is no ``loop.stalled``.
+    """
+    build_snapshot([GroupSpec("warm-up", Address("127.0.0.1", 1), Address("127.0.0.1", 2))])

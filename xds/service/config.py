@@ -36,6 +36,7 @@ from xds.ads.limits import DEFAULT_MAX_STREAMS_PER_PEER
 from xds.resources.profiles import SidecarSelector
 from xds.resources.redis_group import PasswordFile, SidecarAuth
 from xds.service import config_keys as keys
+from xds.service.admin_auth import exposure_error
 from xds.service.config_keys import DEFAULT_ADMIN_LISTEN
 from xds.service.config_schema import ConfigError, read_section
 from xds.service.secrets import (
@@ -272,12 +273,9 @@ def _check_admin(admin: dict[str, Any], xds_listen: Address) -> Address:
             f"{listen}{which} conflicts with xds.listen ({xds_listen}); "
             "they must use different ports",
         )
-    if not listen.is_loopback and admin["token_file"] is None:
-        raise ConfigError(
-            "admin.listen",
-            f"{listen} is not loopback: set admin.token_file so that /status, /events and "
-            "writes require a bearer token",
-        )
+    refused = exposure_error(listen, admin["token_file"])
+    if refused is not None:
+        raise ConfigError("admin.listen", refused)
     return listen
 
 

@@ -12,7 +12,10 @@ that does not exist:
 
 - only a node the group has (its current primary or a known replica, per the
   latest topology) is accepted (:meth:`DrainNotices.note` returns the reason
-  otherwise);
+  otherwise). Nodes are compared by the one endpoint-identity rule
+  (:meth:`~redis_sentinel_watch.model.Address.same_endpoint`), so the drain
+  tool's ``localhost:6380`` is Sentinel's ``127.0.0.1:6380``, both when the
+  notice is accepted and when a failover away from the node is matched;
 - at most one notice per configured group is kept (the newest wins), so the
   memory they take is bounded by the config, whatever clients send;
 - a notice expires after ``min(ttl_s, MAX_NOTICE_TTL_S)`` seconds. 60 s is the
@@ -69,7 +72,8 @@ class DrainNotices:
         Returns None when accepted, else why not (the caller answers 4xx with it);
         a refused notice leaves any earlier one of the group in place.
         """
-        if node not in known:
+        matched = next((k for k in known if k.same_endpoint(node)), None)
+        if matched is None:
             skipped = self._refusals.allow(group)
             if skipped is not None:  # clients decide how many: rate-limited
                 log.warning(
@@ -82,7 +86,7 @@ class DrainNotices:
             return f"node: {node} is not the primary or a known replica of group {group!r}"
         ttl = min(max(ttl_s, MIN_NOTICE_TTL_S), MAX_NOTICE_TTL_S)
         replaced = self._by_group.get(group)
-        self._by_group[group] = Notice(node, self._clock() + ttl)
+        self._by_group[group] = Notice(matched, self._clock() + ttl)  # the group's spelling
         log.info(
             "drain.notice",
             group=group,
@@ -100,7 +104,7 @@ class DrainNotices:
         on-call engineer sees why a failover they expected to be planned is not.
         """
         notice = self._by_group.get(group)
-        if notice is None or old is None or notice.node != old:
+        if notice is None or old is None or not notice.node.same_endpoint(old):
             return False
         del self._by_group[group]
         late_s = self._clock() - notice.until

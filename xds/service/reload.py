@@ -5,10 +5,13 @@ or Sentinel password, the admin token or the xDS certificate must not need a
 restart: a restart drops every sidecar's stream and forgets the failover
 timeline. So a reload is *prepared* first, away from the running state
 (:func:`prepare_reload`: the file parsed and validated, every secret read,
-the certificate and key loaded and matched), and only a complete, valid
-result is *applied* (:mod:`xds.service.app`). Any problem leaves the service
-exactly as it was, serving the old state, with ``config.reload_failed`` and
-its one-line, field-named error.
+the certificate and key loaded and matched; then, in :mod:`xds.service.app`,
+the groups' new resources built), and only a complete, valid result is
+*applied*, by assignments that cannot fail half-way. Any problem, a
+:class:`ConfigError` or anything else raised while preparing, leaves the
+service exactly as it was, serving the old state, with ``config.reload_failed``
+and a one-line error (:func:`reload_failure`), counted in
+``sentinel_xds_config_reloads_total{result="failure"}``.
 
 What a reload does with each part of the file:
 
@@ -47,11 +50,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis_sentinel_watch import Address
-from xds.service.admin_auth import admin_token, exposure_error
+from xds.service.admin_auth import exposure_error
 from xds.service.config import Config, ConfigError, load_config
 from xds.service.tls import TlsLoadError, TlsMaterial, load_server_tls
 
-__all__ = ["RESTART_ONLY", "ReloadPlan", "diff_fields", "plan_reload", "prepare_reload"]
+__all__ = [
+    "RESTART_ONLY",
+    "ReloadPlan",
+    "diff_fields",
+    "plan_reload",
+    "prepare_reload",
+    "reload_failure",
+]
 
 #: Config attributes a reload keeps from the running config (reported, applied on restart)
 RESTART_ONLY = (
@@ -141,7 +151,8 @@ def _refusal(running: Config, new: Config) -> ConfigError | None:
             "the xDS transport is fixed when the port is bound; changing it needs a restart; "
             "nothing was changed",
         )
-    refused = exposure_error(running.admin_listen, admin_token(new))
+    # the file was validated with its own admin.listen; the one that runs is kept
+    refused = exposure_error(running.admin_listen, new.admin_token_file)
     if refused is not None:
         return ConfigError("admin.token_file", f"the running admin listener: {refused}")
     return None
@@ -194,3 +205,16 @@ def prepare_reload(
         except TlsLoadError as exc:
             raise ConfigError(f"xds.tls.{exc.field}", str(exc)) from None
     return plan_reload(running, running_tls, new, new_tls)
+
+
+def reload_failure(exc: Exception) -> tuple[str, str]:
+    """``(field, one-line error)`` for ``config.reload_failed``.
+
+    A :class:`ConfigError` names its field. Anything else raised while a reload
+    is prepared (an ``OSError`` from a file replaced mid-reload, resources that
+    cannot be built from the new groups) has no field and is named by its type:
+    it is still a failed reload, logged and counted, with the old state kept.
+    """
+    if isinstance(exc, ConfigError):
+        return exc.field, str(exc)
+    return "", " ".join(f"{type(exc).__name__}: {exc}".split())

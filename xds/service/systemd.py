@@ -40,13 +40,22 @@ class SystemdNotifier:
             path = "\0" + path[1:]
         self._path = path or None
         self._sock: socket.socket | None = None
+        #: errors already logged since the last send that worked (see :meth:`send`)
+        self._logged: set[str] = set()
+        self._failed_sends = 0
 
     @property
     def enabled(self) -> bool:
         return self._path is not None
 
     def send(self, *fields: str) -> bool:
-        """Send ``KEY=value`` lines as one datagram; False (logged once) if it failed."""
+        """Send ``KEY=value`` lines as one datagram; False if it failed.
+
+        A failure is logged once per distinct error until a send works again
+        (then ``systemd.notify_recovered`` says how many were lost): a broken
+        ``NOTIFY_SOCKET`` fails every watchdog ping, and one warning per ping
+        would bury the log without saying anything new.
+        """
         if self._path is None:
             return False
         if any("\n" in f for f in fields):
@@ -57,8 +66,16 @@ class SystemdNotifier:
                 self._sock.setblocking(False)
             self._sock.sendto("\n".join(fields).encode(), self._path)
         except OSError as exc:
-            log.warning("systemd.notify_failed", error=str(exc))
+            self._failed_sends += 1
+            error = str(exc)
+            if error not in self._logged:
+                self._logged.add(error)
+                log.warning("systemd.notify_failed", error=error)
             return False
+        if self._failed_sends:
+            log.info("systemd.notify_recovered", failed_sends=self._failed_sends)
+            self._failed_sends = 0
+            self._logged.clear()
         return True
 
     def close(self) -> None:
@@ -76,7 +93,7 @@ def watchdog_interval_s(env: Mapping[str, str] | None = None) -> float | None:
     env = os.environ if env is None else env
     usec = env.get("WATCHDOG_USEC", "")
     pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0:
         return None
     if pid and pid != str(os.getpid()):
         return None
@@ -91,7 +108,8 @@ async def notify_lifecycle(
 ) -> None:
     """READY=1 once ``ready()``, then STATUS on change and WATCHDOG=1 every ``watchdog_s``.
 
-    Runs until cancelled (the service's shutdown), then sends ``STOPPING=1``.
+    Runs until cancelled (the service's shutdown), then sends ``STOPPING=1`` and
+    closes the notifier's socket.
     """
     loop = asyncio.get_running_loop()
     sent_status = ""
@@ -118,3 +136,4 @@ async def notify_lifecycle(
             await asyncio.sleep(POLL_S)
     finally:
         notifier.send("STOPPING=1")
+        notifier.close()

@@ -26,6 +26,7 @@ failed reload, never a server that refuses every handshake.
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from dataclasses import dataclass
@@ -81,8 +82,17 @@ def _reason(exc: ssl.SSLError) -> str:
     return str(exc.reason or exc.args[-1]).lower().replace("_", " ")
 
 
+def _unreadable(path: str, exc: OSError) -> str:
+    return f"cannot read {path!r}: {exc.strerror or exc}"
+
+
 def check_server_tls(tls: ServerTls) -> TlsProblem | None:
-    """Load every file the way the server will; the first problem found, or None."""
+    """Load every file the way the server will; the first problem found, or None.
+
+    ``ssl`` opens the files itself, so a file removed or replaced since it was
+    read (a certificate rotated while a reload reads it) is an ``OSError`` here:
+    a problem naming the key too, never an exception out of a reload.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_verify_locations(cafile=tls.cert_file)
@@ -90,6 +100,8 @@ def check_server_tls(tls: ServerTls) -> TlsProblem | None:
         return TlsProblem(
             "cert_file", f"{tls.cert_file!r} holds no PEM certificate ({_reason(exc)})"
         )
+    except OSError as exc:
+        return TlsProblem("cert_file", _unreadable(tls.cert_file, exc))
     try:
         # a callable password makes an encrypted key fail instead of prompting on the tty
         ctx.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: b"")
@@ -103,6 +115,9 @@ def check_server_tls(tls: ServerTls) -> TlsProblem | None:
             "key_file",
             f"{tls.key_file!r} is not an unencrypted PEM private key ({_reason(exc)})",
         )
+    except OSError as exc:  # either file: name the one that is gone
+        gone = "key_file" if os.path.exists(tls.cert_file) else "cert_file"
+        return TlsProblem(gone, _unreadable(getattr(tls, gone), exc))
     if tls.client_ca_file is not None:
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=tls.client_ca_file)
@@ -111,6 +126,8 @@ def check_server_tls(tls: ServerTls) -> TlsProblem | None:
                 "client_ca_file",
                 f"{tls.client_ca_file!r} holds no PEM CA certificate ({_reason(exc)})",
             )
+        except OSError as exc:
+            return TlsProblem("client_ca_file", _unreadable(tls.client_ca_file, exc))
     return None
 
 
@@ -219,20 +236,15 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
     )
 
 
-def transport_warning(listen: Address, tls: ServerTls | None, carries_secrets: bool) -> str | None:
+def transport_warning(listen: Address, tls: ServerTls | None) -> str | None:
     """Why this xDS listener is less protected than it should be, or None.
 
-    Logged once at startup (``xds.transport.unprotected``): passwords in
-    resources need mutual TLS (anyone who can open a stream is sent them), and
-    a plaintext listener off loopback shows the topology to the network.
+    Logged once at startup (``xds.transport.unprotected``): a plaintext
+    listener off loopback shows the topology to the network. Passwords in
+    resources without mutual TLS need no warning: the config refuses them
+    (``groups.X.upstream_auth``/``downstream_auth`` inline need
+    ``xds.tls.require_client_cert``), so a running service never has them.
     """
-    if tls is not None and tls.require_client_cert:
-        return None
-    if carries_secrets:
-        return (
-            "groups set upstream_auth/downstream_auth, so resources carry Redis passwords; "
-            "without xds.tls.require_client_cert any client that reaches xds.listen is sent them"
-        )
     if tls is None and not listen.is_loopback:
         return (
             "xds.listen is not loopback and xds.tls is not set: streams are plaintext and "
