@@ -23,24 +23,21 @@ Run on demand (not part of the test suite)::
 
 from __future__ import annotations
 
-import argparse
 import io
 import itertools
-import json
 import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import cpus, one_group_lab, parser, result, write_result
 from redis_sentinel_watch import Address
 from tests.resp import ConnectionLost, OneConnection, RespError
-from xds.lab import SentinelCluster, free_port, stop_all, wait_until
-from xds.lab.controlplane import ControlPlane
+from xds.lab import SentinelCluster, wait_until
 from xds.ops.drain import DrainOptions, run_drain, run_undrain
 from xds.ops.drain_plan import Budget
 
@@ -204,50 +201,25 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.drain", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
+    p = parser("bench.drain", __doc__, rounds=10)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
     rounds: list[Round] = []
-    with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
-        workdir = Path(tmp)
-        cluster = SentinelCluster.start(workdir, groups=(GROUP,))
-        try:
-            listen = Address("127.0.0.1", free_port())
-            cp = ControlPlane.for_topology(workdir, cluster.sentinel_addresses, {GROUP: listen})
-            cp.start()
-            cp.start_sidecar(workdir, "bench-sidecar", listen)
-            for n in range(1, args.rounds + 1):
-                r = one_round(n, cluster, listen, f"http://{cp.admin}")
-                rounds.append(r)
-                print(
-                    f"round {n:2}: {r.outcome:<9} lost {r.lost}  failed {r.failed}  "
-                    f"pause {r.pause_ms} ms  client gap {r.client_gap_ms} ms  "
-                    f"drain {r.drain_ms:.0f} ms  {r.steps_ms}",
-                    flush=True,
-                )
-        finally:
-            cluster.stop()
-            stop_all()
+    with one_group_lab("bench-drain-", GROUP) as lab:
+        lab.cp.start_sidecar(lab.workdir, "bench-sidecar", lab.listen)
+        for n in range(1, args.rounds + 1):
+            r = one_round(n, lab.cluster, lab.listen, f"http://{lab.cp.admin}")
+            rounds.append(r)
+            print(
+                f"round {n:2}: {r.outcome:<9} lost {r.lost}  failed {r.failed}  "
+                f"pause {r.pause_ms} ms  client gap {r.client_gap_ms} ms  "
+                f"drain {r.drain_ms:.0f} ms  {r.steps_ms}",
+                flush=True,
+            )
     summary = summarize(rounds)
-    report = {
-        "benchmark": "drain",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
-        "summary": summary,
-        "rounds": [asdict(r) for r in rounds],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
-    print(f"written to {args.out}")
+    report = result("drain", {"python": platform.python_version(), "cpus": cpus()}, summary, rounds)
+    write_result(args.out, report, summary)
     return 0 if summary["goal_met"] else 1
-
-
-def _cpus() -> int:
-    import os  # noqa: PLC0415
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -33,24 +33,20 @@ Run on demand (not part of the test suite)::
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import os
-import platform
-import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 import yaml
 
+from bench import common
+from bench.common import stats
 from redis_sentinel_watch import Address, WatchError
 from tests.resp import ConnectionLost, OneConnection, RespError
 from xds.lab import EnvoyProcess, RedisNode, SentinelCluster, free_port, stop_all, wait_until
@@ -289,14 +285,6 @@ class Bench:
         self.cluster.stop()
 
 
-def _stats(values: list[float | None]) -> dict[str, float | None]:
-    xs = sorted(v for v in values if v is not None)
-    if not xs:
-        return {"median": None, "p90": None, "max": None}
-    p90 = xs[min(len(xs) - 1, round(0.9 * (len(xs) - 1)))]
-    return {"median": round(statistics.median(xs), 1), "p90": p90, "max": xs[-1]}
-
-
 def summarize(rounds: list[Round]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for (variant, scenario), group in itertools.groupby(
@@ -305,11 +293,11 @@ def summarize(rounds: list[Round]) -> dict[str, Any]:
         rs = list(group)
         out[f"{variant}/{scenario}"] = {
             "rounds": len(rs),
-            "replica_master_ms": _stats([r.replica_master_ms for r in rs]),
-            "envoy_after_replica_master_ms": _stats([r.envoy_after_replica_master_ms for r in rs]),
-            "sentinel_majority_ms": _stats([r.sentinel_majority_ms for r in rs]),
-            "unavailable_ms": _stats([r.unavailable_ms for r in rs]),
-            "failed_per_round": _stats([float(r.failed) for r in rs]),
+            "replica_master_ms": stats([r.replica_master_ms for r in rs]),
+            "envoy_after_replica_master_ms": stats([r.envoy_after_replica_master_ms for r in rs]),
+            "sentinel_majority_ms": stats([r.sentinel_majority_ms for r in rs]),
+            "unavailable_ms": stats([r.unavailable_ms for r in rs]),
+            "failed_per_round": stats([float(r.failed) for r in rs]),
             "lost_total": sum(r.lost for r in rs),
             "lost_per_round": [r.lost for r in rs],
             "reconnects": sum(0 if r.connection_kept else 1 for r in rs),
@@ -318,28 +306,19 @@ def summarize(rounds: list[Round]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.failover_kill", description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--scenarios", default="kill,failover")
-    parser.add_argument("--variants", default="default")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument(
+    p = common.parser("bench.failover_kill", __doc__, rounds=10)
+    p.add_argument("--scenarios", default="kill,failover")
+    p.add_argument("--variants", default="default")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument(
         "--workdir", type=Path, help="keep process logs here (default: a temporary directory)"
     )
-    args = parser.parse_args(argv)
-    scenarios = [s for s in args.scenarios.split(",") if s]
-    variants = [v for v in args.variants.split(",") if v]
-    for v in variants:
-        if v not in VARIANTS:
-            parser.error(f"--variants: unknown {v!r}; choose from {', '.join(VARIANTS)}")
-    for s in scenarios:
-        if s not in ("kill", "failover"):
-            parser.error(f"--scenarios: unknown {s!r}; choose from kill, failover")
+    args = p.parse_args(argv)
+    scenarios = common.choices(p, "--scenarios", args.scenarios, ("kill", "failover"))
+    variants = common.choices(p, "--variants", args.variants, tuple(VARIANTS))
     install_sigterm_handler()
     rounds: list[Round] = []
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with common.work_directory(args.workdir, "bench-failover-") as workdir:
         bench = Bench(workdir)
         try:
             for variant in variants:
@@ -357,37 +336,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.stop()
             stop_all()
-    result = {
-        "benchmark": "failover_kill",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": _cpus(),
-            "loadavg_at_end": _loadavg(),
-            "note": "shared machine: other benchmarks may have run at the same time",
-        },
-        "setup": "1 primary + 1 replica, 3 Sentinels, down-after 1000 ms, failover-timeout "
+    result = common.result(
+        "failover_kill",
+        common.machine("shared machine: other benchmarks may have run at the same time"),
+        summarize(rounds),
+        rounds,
+        setup="1 primary + 1 replica, 3 Sentinels, down-after 1000 ms, failover-timeout "
         "10000 ms; writer SET every 10 ms on one connection through one Envoy sidecar",
-        "goals": "kill: Envoy within 50 ms of ROLE master; SENTINEL FAILOVER: 0 lost",
-        "summary": summarize(rounds),
-        "rounds": [asdict(r) for r in rounds],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["summary"], indent=2))
-    print(f"written to {args.out}")
+        goals="kill: Envoy within 50 ms of ROLE master; SENTINEL FAILOVER: 0 lost",
+    )
+    common.write_result(args.out, result, result["summary"])
     return 0
-
-
-def _cpus() -> int | None:
-    return os.cpu_count()
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":

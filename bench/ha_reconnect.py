@@ -22,8 +22,6 @@ Run on demand (not part of the test suite)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
@@ -33,13 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import RESULTS_DIR, parser, utc_now, write_result
 from redis_sentinel_watch import Address
 from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
 from xds.lab.controlplane import ControlPlane, config_yaml
 from xds.lab.process import install_sigterm_handler
 from xds.resources.bootstrap import bootstrap_yaml
 
-RESULTS = Path(__file__).parent / "results" / "ha.json"
+RESULTS = RESULTS_DIR / "ha.json"
 NODE = "bench-sidecar"
 SCENARIOS = ("kill", "kill-with-dead-peer", "freeze")
 
@@ -84,9 +83,7 @@ def _round(scenario: str, replicas: list[ControlPlane]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
+    args = parser("bench.ha_reconnect", __doc__, rounds=5).parse_args(argv)
     install_sigterm_handler()
     results: dict[str, list[float]] = {s: [] for s in SCENARIOS}
     with tempfile.TemporaryDirectory(prefix="sx-ha-") as tmp:
@@ -117,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_all()
             cluster.stop()
     summary: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "when": utc_now(),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -134,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             for s, v in results.items()
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary["seconds_to_synced_on_another_replica"], indent=2))
+    write_result(RESULTS, summary, summary["seconds_to_synced_on_another_replica"])
     return 0
 
 

@@ -26,18 +26,16 @@ Run on demand (not part of the test suite)::
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.failover_kill import GROUP, Bench, _cpus, _loadavg, _stats
+from bench import common
+from bench.common import stats
+from bench.failover_kill import GROUP, Bench
 from redis_sentinel_watch import Address
 from tests.flood import LatencyProbe, flood_progress, start_flood
 from xds.lab import EnvoyProcess, free_port, stop_all, wait_until
@@ -136,13 +134,13 @@ def summarize(rounds: list[Round]) -> dict[str, Any]:
             continue
         out[mode] = {
             "rounds": len(rs),
-            "envoy_after_replica_master_ms": _stats([r.envoy_after_replica_master_ms for r in rs]),
-            "healthz_median_ms": _stats([r.healthz_ms["median"] for r in rs]),
-            "healthz_p90_ms": _stats([r.healthz_ms["p90"] for r in rs]),
-            "healthz_max_ms": _stats([r.healthz_ms["max"] for r in rs]),
-            "new_sidecar_first_config_ms": _stats([r.new_sidecar_first_config_ms for r in rs]),
-            "flood_requests_per_round": _stats([float(r.flood_requests) for r in rs]),
-            "flood_mb_per_round": _stats([r.flood_mb for r in rs]),
+            "envoy_after_replica_master_ms": stats([r.envoy_after_replica_master_ms for r in rs]),
+            "healthz_median_ms": stats([r.healthz_ms["median"] for r in rs]),
+            "healthz_p90_ms": stats([r.healthz_ms["p90"] for r in rs]),
+            "healthz_max_ms": stats([r.healthz_ms["max"] for r in rs]),
+            "new_sidecar_first_config_ms": stats([r.new_sidecar_first_config_ms for r in rs]),
+            "flood_requests_per_round": stats([float(r.flood_requests) for r in rs]),
+            "flood_mb_per_round": stats([r.flood_mb for r in rs]),
             "loop_stalls": sum(r.loop_stalls for r in rs),
             "failovers_aborted": sum(r.failovers_aborted for r in rs),
         }
@@ -157,21 +155,17 @@ def summarize(rounds: list[Round]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.hostile_flood", description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per mode (quiet, flood)")
-    parser.add_argument("--scenarios", default="kill", help="kill, failover or both")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--workdir", type=Path, help="keep process logs here")
-    args = parser.parse_args(argv)
-    scenarios = [s for s in args.scenarios.split(",") if s]
-    for s in scenarios:
-        if s not in ("kill", "failover"):
-            parser.error(f"--scenarios: unknown {s!r}; choose from kill, failover")
+    p = common.parser(
+        "bench.hostile_flood", __doc__, rounds=5, rounds_help="rounds per mode (quiet, flood)"
+    )
+    p.add_argument("--scenarios", default="kill", help="kill, failover or both")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--workdir", type=Path, help="keep process logs here")
+    args = p.parse_args(argv)
+    scenarios = common.choices(p, "--scenarios", args.scenarios, ("kill", "failover"))
     install_sigterm_handler()
     rounds: list[Round] = []
-    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with common.work_directory(args.workdir, "bench-hostile-") as workdir:
         bench = Bench(workdir)
         try:
             bench.start_variant("default")
@@ -192,27 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.stop()
             stop_all()
-    result = {
-        "benchmark": "hostile_flood",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": _cpus(),
-            "loadavg_at_end": _loadavg(),
-            "note": "shared machine: other work may have run at the same time",
-        },
-        "setup": "1 primary + 1 replica, 3 Sentinels, down-after 1000 ms; sentinel-xds serve "
+    result = common.result(
+        "hostile_flood",
+        common.machine("shared machine: other work may have run at the same time"),
+        summarize(rounds),
+        rounds,
+        setup="1 primary + 1 replica, 3 Sentinels, down-after 1000 ms; sentinel-xds serve "
         f"with default limits; flood: {FLOOD_CLIENTS} clients in their own process, half "
         "re-sending a 3 MB Node (280,000 numbers), half ~235 KB Nodes (4,000 values) with a "
         "new id per stream; /healthz every 50 ms during each round",
-        "goals": "flood within 2x of quiet: failover-to-switch, /healthz, new sidecar config",
-        "summary": summarize(rounds),
-        "rounds": [asdict(r) for r in rounds],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["summary"], indent=2))
-    print(f"written to {args.out}")
+        goals="flood within 2x of quiet: failover-to-switch, /healthz, new sidecar config",
+    )
+    common.write_result(args.out, result, result["summary"])
     return 0
 
 

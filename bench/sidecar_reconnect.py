@@ -21,27 +21,24 @@ Run on demand (not part of the test suite)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.common import RESULTS_DIR, one_group_lab, parser, utc_now, write_result
 from bench.peers.machine import machine_info
 from redis_sentinel_watch import Address
 from redis_sentinel_watch.blocking import command
-from xds.lab import EnvoyProcess, SentinelCluster, free_port, stop_all, wait_until
+from xds.lab import EnvoyProcess, SentinelCluster, free_port, wait_until
 from xds.lab.controlplane import ControlPlane
 from xds.lab.process import install_sigterm_handler
 from xds.resources.bootstrap import ADS_RETRY_BACK_OFF, bootstrap_dict
 
-RESULTS = Path(__file__).parent / "results" / "sidecar_reconnect.json"
+RESULTS = RESULTS_DIR / "sidecar_reconnect.json"
 GROUP = "mymaster"
 #: variant name -> the ADS retry back-off in the bootstrap (None: Envoy's default)
 VARIANTS: dict[str, dict[str, str] | None] = {
@@ -106,59 +103,46 @@ def restart_until_switched(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(
-        "--outage", type=float, default=10.0, help="seconds the control plane is down"
-    )
-    args = parser.parse_args(argv)
+    p = parser("bench.sidecar_reconnect", __doc__, rounds=5)
+    p.add_argument("--outage", type=float, default=10.0, help="seconds the control plane is down")
+    args = p.parse_args(argv)
     install_sigterm_handler()
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="sx-reconnect-") as tmp:
-        workdir = Path(tmp)
-        cluster = SentinelCluster.start(workdir, groups=(GROUP,))
-        try:
-            listen = Address("127.0.0.1", free_port())
-            cp = ControlPlane.for_topology(workdir, cluster.sentinel_addresses, {GROUP: listen})
-            cp.start()
-            for n, (variant, back_off) in enumerate(VARIANTS.items()):
-                admin = Address("127.0.0.1", free_port())
-                envoy = EnvoyProcess.start(
-                    workdir, _bootstrap(cp.xds, admin, back_off), admin.port, name=f"sidecar-{n}"
+    with one_group_lab("sx-reconnect-", GROUP) as lab:
+        workdir, cluster, listen, cp = lab.workdir, lab.cluster, lab.listen, lab.cp
+        for n, (variant, back_off) in enumerate(VARIANTS.items()):
+            admin = Address("127.0.0.1", free_port())
+            envoy = EnvoyProcess.start(
+                workdir, _bootstrap(cp.xds, admin, back_off), admin.port, name=f"sidecar-{n}"
+            )
+            envoy.wait_listener(listen.port, timeout=30)
+            from_start: list[float] = []
+            from_ready: list[float] = []
+            for r in range(args.rounds):
+                total, after_ready = _round(cluster, cp, envoy, args.outage)
+                from_start.append(round(total, 3))
+                from_ready.append(round(after_ready, 3))
+                print(
+                    f"{variant} round {r + 1}: {total:.2f} s after the restart, "
+                    f"{after_ready:.2f} s after ready",
+                    flush=True,
                 )
-                envoy.wait_listener(listen.port, timeout=30)
-                from_start: list[float] = []
-                from_ready: list[float] = []
-                for r in range(args.rounds):
-                    total, after_ready = _round(cluster, cp, envoy, args.outage)
-                    from_start.append(round(total, 3))
-                    from_ready.append(round(after_ready, 3))
-                    print(
-                        f"{variant} round {r + 1}: {total:.2f} s after the restart, "
-                        f"{after_ready:.2f} s after ready",
-                        flush=True,
-                    )
-                envoy.stop()
-                results[variant] = {
-                    "retry_back_off": back_off,
-                    "seconds_from_restart": from_start,
-                    "seconds_from_ready": from_ready,
-                    "median_from_restart": statistics.median(from_start),
-                    "median_from_ready": statistics.median(from_ready),
-                    "max_from_ready": max(from_ready),
-                }
-        finally:
-            stop_all()
-            cluster.stop()
+            envoy.stop()
+            results[variant] = {
+                "retry_back_off": back_off,
+                "seconds_from_restart": from_start,
+                "seconds_from_ready": from_ready,
+                "median_from_restart": statistics.median(from_start),
+                "median_from_ready": statistics.median(from_ready),
+                "max_from_ready": max(from_ready),
+            }
     summary = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "when": utc_now(),
         "machine": {**machine_info(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
         "outage_s": args.outage,
         "variants": results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_result(RESULTS, summary, results)
     return 0
 
 

@@ -155,7 +155,11 @@ def run_throughput(
                 results[target.name] = {
                     test: _redis_benchmark(target, workload, test, scale) for test in TESTS
                 }
-            runs.append({"rep": rep, "workload": workload.name, "results": results})
+            # per run: the machine is shared, and a neighbour's burst explains an outlier
+            load = round(os.getloadavg()[0], 2)
+            runs.append(
+                {"rep": rep, "workload": workload.name, "load_average_1m": load, "results": results}
+            )
             say(
                 f"throughput rep {rep} {workload.name}: "
                 + ", ".join(

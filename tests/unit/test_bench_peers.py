@@ -206,7 +206,9 @@ def _throughput_runs() -> list[dict[str, Any]]:
                 "envoy-tcp": {t: _bench(750 * scale, 0.050, 0.130, 1.5) for t in ("SET", "GET")},
                 "haproxy": {t: _bench(800 * scale, 0.054, 0.135, 0.8) for t in ("SET", "GET")},
             }
-            runs.append({"rep": rep, "workload": workload, "results": results})
+            runs.append(
+                {"rep": rep, "workload": workload, "load_average_1m": rep, "results": results}
+            )
     return runs
 
 
@@ -268,6 +270,7 @@ def _throughput_doc() -> dict[str, Any]:
         "source": "bench/results/throughput.json",
         "settings": {"workloads": {"c50-P1": {}}},
         "reps": 2,
+        "runs": _throughput_runs(),
         "summary": summarize_runs(_throughput_runs()),
     }
 
@@ -276,7 +279,7 @@ def test_throughput_markdown_states_ratios_latency_cpu_and_the_pipelined_gap() -
     """Every number in the README's throughput part comes from the document."""
     text = "\n".join(throughput_markdown(_throughput_doc()))
     assert "2026-12-01 15:00 UTC, 2 interleaved repetitions" in text
-    assert "load average 0.42 at start" in text
+    assert "load average 0.42 at start and 1.00-2.00 after each workload" in text
     tcp = next(ln for ln in text.splitlines() if ln.startswith("| same Envoy, tcp_proxy |"))
     assert tcp.count("0.75 [0.75-0.75]") == 4
     sidecar = [ln for ln in text.splitlines() if ln.startswith("| Envoy sidecar")]
@@ -285,6 +288,17 @@ def test_throughput_markdown_states_ratios_latency_cpu_and_the_pipelined_gap() -
     assert "spends 4.50 µs of CPU per GET" in text
     assert "0.80 µs for HAProxy" in text
     assert "(HAProxy 24 / 35)" in text
+
+
+def test_the_unpipelined_order_is_explained_only_when_the_sidecar_is_ahead() -> None:
+    """The one-upstream-connection sentence appears only if the numbers show it."""
+    doc = _throughput_doc()
+    assert "order turns" not in "\n".join(throughput_markdown(doc))
+    cell = doc["summary"]["sidecar"]["c50-P1"]["GET"]
+    cell["ratio_to_direct"] = spread([0.9])
+    text = "\n".join(throughput_markdown(doc))
+    assert "the sidecar reaches 0.90 of direct GET throughput with 50 clients" in text
+    assert "`tcp_proxy` 0.75" in text
 
 
 def test_throughput_markdown_reads_a_document_from_before_the_new_columns() -> None:

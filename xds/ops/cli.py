@@ -13,8 +13,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from redis_sentinel_watch import Address, AddressError
-from xds.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops_command
+from redis_sentinel_watch import Address
+from xds.ops.commands import OPS_COMMANDS, add_ops_commands, address_arg, run_ops_command
 from xds.ops.exits import EXIT_USAGE
 from xds.service.config import ConfigError, load_config
 from xds.service.version import package_version
@@ -41,19 +41,11 @@ EXIT_CODES: dict[str, str] = {
 }
 
 
-
-def _address(text: str) -> Address:
-    try:
-        return Address.parse(text)
-    except AddressError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
 def _group_listen(text: str) -> tuple[str, Address]:
     group, sep, addr = text.partition("=")
     if not sep or not group:
         raise argparse.ArgumentTypeError(f"expected GROUP=HOST:PORT, got {text!r}")
-    return group, _address(addr)
+    return group, address_arg(addr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,14 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument(
         "--xds",
         action="append",
-        type=_address,
+        type=address_arg,
         required=True,
         metavar="HOST:PORT",
         help="control-plane xDS endpoint; repeat for each replica",
     )
     boot.add_argument(
         "--admin",
-        type=_address,
+        type=address_arg,
         default=Address("127.0.0.1", 9901),
         metavar="HOST:PORT",
         help="Envoy admin listener (default 127.0.0.1:9901)",
@@ -155,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     boot.add_argument(
         "--stats-listen",
-        type=_address,
+        type=address_arg,
         metavar="HOST:PORT",
         help="also serve Envoy's /stats/prometheus here, and nothing else of the admin API "
         "(for Prometheus; the admin stays on --admin)",

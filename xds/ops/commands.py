@@ -25,7 +25,7 @@ from xds.ops.exits import EXIT_USAGE
 from xds.service.admin_documents import StatusDocument
 from xds.service.config import DEFAULT_ADMIN_LISTEN, Config, load_config
 
-__all__ = ["OPS_COMMANDS", "add_ops_commands", "run_ops_command"]
+__all__ = ["OPS_COMMANDS", "add_ops_commands", "address_arg", "run_ops_command"]
 
 OPS_COMMANDS = frozenset({"status", "events", "drain", "undrain"})
 MAX_PAUSE_MS = 60_000
@@ -35,7 +35,8 @@ class _UsageError(Exception):
     pass
 
 
-def _address(text: str) -> Address:
+def address_arg(text: str) -> Address:
+    """argparse ``type=`` for ``HOST:PORT`` (shared with :mod:`xds.ops.cli`)."""
     try:
         return Address.parse(text)
     except AddressError as exc:
@@ -79,7 +80,7 @@ def _where(p: argparse.ArgumentParser, sentinels: bool) -> None:
         p.add_argument(
             "--sentinel",
             action="append",
-            type=_address,
+            type=address_arg,
             metavar="HOST:PORT",
             help="a Sentinel; repeat for each (default: sentinels from --config)",
         )
@@ -106,7 +107,7 @@ def add_ops_commands(sub: Any) -> None:
     undrain = sub.add_parser("undrain", help="let Sentinel promote a drained node again")
     for p in (drain, undrain):
         p.add_argument("group", help="Sentinel master group")
-        p.add_argument("node", type=_address, metavar="HOST:PORT", help="the Redis node")
+        p.add_argument("node", type=address_arg, metavar="HOST:PORT", help="the Redis node")
         _where(p, sentinels=True)
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
         p.add_argument(

@@ -299,16 +299,12 @@ def plan_drain(
         )
     if me is None or not me.reachable:
         raise DrainRefusedError(f"cannot ask {node}: {me.error if me else 'not asked'}")
-    base = Plan(
+    base = _plan(
         Action.SWITCHOVER,
         group,
         node,
-        primary,
-        epoch,
-        agreeing,
-        configured,
-        previous_priority=me.priority,
-        config_file=me.config_file,
+        me,
+        (primary, epoch, agreeing, configured),
         pause_limit_ms=safe_pause_ms(agreeing_answers),
     )
     if node != primary:
@@ -384,6 +380,24 @@ def plan_undrain(
     if not me.reachable:
         raise DrainRefusedError(f"cannot ask {node}: {me.error}")
     action = Action.UNDRAIN if me.priority == 0 else Action.NOT_DRAINED
+    return _plan(
+        action, group, node, me, (primary, epoch, agreeing, configured), new_priority=priority
+    )
+
+
+def _plan(
+    action: Action,
+    group: str,
+    node: Address,
+    me: NodeFacts,
+    sentinels: tuple[Address, int, int, int],
+    *,
+    new_priority: int | None = None,
+    pause_limit_ms: int | None = None,
+) -> Plan:
+    """A plan for ``node`` from what the Sentinels said (``sentinels``: primary, epoch,
+    agreeing, configured) and what the node said about itself (``me``)."""
+    primary, epoch, agreeing, configured = sentinels
     return Plan(
         action,
         group,
@@ -393,6 +407,7 @@ def plan_undrain(
         agreeing,
         configured,
         previous_priority=me.priority,
-        new_priority=priority,
+        new_priority=new_priority,
         config_file=me.config_file,
+        pause_limit_ms=pause_limit_ms,
     )

@@ -5,14 +5,16 @@ clients load it cheaply); these functions fill them in from the watcher's
 :class:`~redis_sentinel_watch.GroupTopology` and :class:`~redis_sentinel_watch.SentinelView`,
 the protocol layer's :class:`~xds.ads.sidecars.Sidecar` and the timeline's
 :class:`~xds.service.timeline.FailoverRecord`, field by field, so a renamed
-field on either side fails mypy here. :meth:`xds.service.app.Service.status`
-assembles them.
+field on either side fails mypy here; the failover record, which declares
+the same fields as its document, is copied by name (:func:`failover_event`).
+:meth:`xds.service.app.Service.status` assembles them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 
 from redis_sentinel_watch import GroupTopology, Health, SentinelView
 from redis_sentinel_watch.model import Dissent
@@ -98,19 +100,8 @@ def sidecar_state(sc: Sidecar, versions: Mapping[str, str]) -> SidecarState:
 
 
 def failover_event(r: FailoverRecord) -> FailoverEvent:
-    return FailoverEvent(
-        group=r.group,
-        old=r.old,
-        new=r.new,
-        trigger=r.trigger,
-        sign=r.sign,
-        epoch=r.epoch,
-        at=r.at,
-        detect_to_switch_ms=r.detect_to_switch_ms,
-        detect_to_push_ms=r.detect_to_push_ms,
-        switch_to_push_ms=r.switch_to_push_ms,
-        detect_to_acked_ms=r.detect_to_acked_ms,
-        acked=r.acked,
-        sidecars=r.sidecars,
-        superseded=r.superseded,
-    )
+    """The timeline's record as the document: the two declare the same fields (the
+    record is mutable while the timeline follows the ACKs, the document frozen), so
+    it is copied field by field by name. A field added to one and not the other
+    fails here with a TypeError, in the unit tests that build ``/events``."""
+    return FailoverEvent(**asdict(r))

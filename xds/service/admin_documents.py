@@ -11,8 +11,12 @@ e.g. ``status.groups[0].primary: expected a string or null, got a number 3``.
 
 The JSON is the public wire format (scripts and alerts read it): field names
 and order are what they were when these were dict literals, and a unit test
-holds them to it. Fields a reader does not know are ignored, so a newer
-server can add one without breaking older clients.
+holds them to it. Each field is written once, in its dataclass: ``to_json``
+and the reader walk the fields in declaration order and go by each field's
+annotation (:class:`_Document`), so a field cannot be added to the value and
+forgotten on the wire. Fields a reader does not know are ignored, so a newer
+server can add one without breaking older clients; a field added after the
+first version is marked :data:`_ADDED_LATER` and may be absent.
 
 Pure values: nothing here does I/O or imports the service, so the lab and
 the operator tools load it cheaply.
@@ -20,10 +24,12 @@ the operator tools load it cheaply.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from enum import StrEnum
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, ClassVar, Self, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from redis_sentinel_watch.model import Health, ReplicaSync
 from xds.ads.sidecars import SyncState
@@ -44,6 +50,9 @@ __all__ = [
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 
+#: field metadata: absent in documents of older versions, read as the field's default
+_ADDED_LATER: Mapping[str, bool] = {"added_later": True}
+
 
 class AdminDocumentError(ValueError):
     """An admin document is not what this version expects; the message names the field."""
@@ -60,6 +69,15 @@ def _kind(value: object) -> str:
     kind = {bool: "a boolean", str: "a string"}.get(type(value), "a number")
     shown = repr(value)
     return f"{kind} {shown}" if len(shown) <= 40 else kind
+
+
+#: scalar annotation → (what an error says was expected, the check); bool is not a number
+_SCALARS: dict[object, tuple[str, Callable[[object], bool]]] = {
+    str: ("a string", lambda v: isinstance(v, str)),
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+}
 
 
 class _Reader:
@@ -79,41 +97,33 @@ class _Reader:
     def _bad(self, key: str, expected: str, value: object) -> AdminDocumentError:
         return AdminDocumentError(f"{self.path}.{key}: expected {expected}, got {_kind(value)}")
 
-    def text(self, key: str) -> str:
+    def value(self, key: str, hint: object) -> Any:
+        """Read ``key`` as its field's annotation ``hint`` says: a scalar (``X | None``
+        allows null), a :class:`StrEnum`, ``tuple[X, ...]`` or ``Mapping[str, X]`` of
+        strings or documents. Any other annotation is a programming error (KeyError)."""
+        origin, args = get_origin(hint), get_args(hint)
+        if origin in (Union, types.UnionType):
+            (inner,) = (a for a in args if a is not type(None))
+            return self._scalar(key, inner, nullable=True)
+        if origin is tuple:
+            return self._list(key, args[0])
+        if origin is Mapping:
+            return self._map(key, args[1])
+        if isinstance(hint, type) and issubclass(hint, StrEnum):
+            return self._enum(key, hint)
+        return self._scalar(key, hint)
+
+    def _scalar(self, key: str, kind: object, *, nullable: bool = False) -> Any:
         value = self._get(key)
-        if not isinstance(value, str):
-            raise self._bad(key, "a string", value)
-        return value
+        if nullable and value is None:
+            return None
+        expected, ok = _SCALARS[kind]
+        if not ok(value):
+            raise self._bad(key, expected + (" or null" if nullable else ""), value)
+        return float(value) if kind is float else value
 
-    def opt_text(self, key: str) -> str | None:
-        value = self._get(key)
-        if value is not None and not isinstance(value, str):
-            raise self._bad(key, "a string or null", value)
-        return value
-
-    def flag(self, key: str) -> bool:
-        value = self._get(key)
-        if not isinstance(value, bool):
-            raise self._bad(key, "true or false", value)
-        return value
-
-    def integer(self, key: str) -> int:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(key, "an integer", value)
-        return value
-
-    def number(self, key: str) -> float:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._bad(key, "a number", value)
-        return float(value)
-
-    def opt_number(self, key: str) -> float | None:
-        return None if self._get(key) is None else self.number(key)
-
-    def enum(self, key: str, kind: type[E]) -> E:
-        value = self.text(key)
+    def _enum(self, key: str, kind: type[E]) -> E:
+        value = self._scalar(key, str)
         try:
             return kind(value)
         except ValueError:
@@ -122,36 +132,72 @@ class _Reader:
                 f"{self.path}.{key}: expected one of {choices}, got {value!r}"
             ) from None
 
-    def strs(self, key: str) -> tuple[str, ...]:
+    def _list(self, key: str, item: Any) -> tuple[Any, ...]:
         value = self._get(key)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self._bad(key, "a list of strings", value)
-        return tuple(value)
-
-    def str_map(self, key: str) -> dict[str, str]:
-        value = self._get(key)
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise self._bad(key, "an object of strings", value)
-        return dict(value)
-
-    def objects(self, key: str, read: Callable[[_Reader], T]) -> tuple[T, ...]:
-        value = self._get(key)
+        if item is str:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise self._bad(key, "a list of strings", value)
+            return tuple(value)
         if not isinstance(value, list):
             raise self._bad(key, "a list", value)
-        return tuple(read(_Reader(v, f"{self.path}.{key}[{i}]")) for i, v in enumerate(value))
+        return tuple(item._read(_Reader(v, f"{self.path}.{key}[{i}]")) for i, v in enumerate(value))
 
-    def object_map(self, key: str, read: Callable[[_Reader], T]) -> dict[str, T]:
+    def _map(self, key: str, item: Any) -> dict[str, Any]:
         value = self._get(key)
+        if item is str:
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise self._bad(key, "an object of strings", value)
+            return dict(value)
         if not isinstance(value, dict):
             raise self._bad(key, "an object", value)
-        return {k: read(_Reader(v, f"{self.path}.{key}.{k}")) for k, v in value.items()}
+        return {k: item._read(_Reader(v, f"{self.path}.{key}.{k}")) for k, v in value.items()}
+
+
+def _json_value(value: object) -> Any:
+    """A field's JSON form: enums by value, tuples as lists, documents as objects."""
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, _Document):
+        return value.to_json()
+    if isinstance(value, Mapping):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
+@cache
+def _hints(cls: object) -> dict[str, Any]:
+    """A document's resolved field annotations (read once per class)."""
+    return get_type_hints(cls)
+
+
+class _Document:
+    """Base of every document (a frozen dataclass): written and read field by field."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, in declaration order (the wire format's)."""
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def _read(cls, r: _Reader) -> Self:
+        """Every field from ``r``; :class:`AdminDocumentError` names the first bad one."""
+        hints = _hints(cast(type, cls))
+        values = {
+            f.name: r.value(f.name, hints[f.name])
+            for f in fields(cls)
+            if f.name in r.data or not f.metadata.get("added_later")
+        }
+        return cast(Callable[..., Self], cls)(**values)
 
 
 # --------------------------------------------------------------------------- /status
 
 
 @dataclass(frozen=True)
-class SentinelState:
+class SentinelState(_Document):
     """One configured Sentinel at the last poll."""
 
     address: str
@@ -159,21 +205,9 @@ class SentinelState:
     tilt: bool
     error: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "reachable": self.reachable,
-            "tilt": self.tilt,
-            "error": self.error,
-        }
-
-    @classmethod
-    def _read(cls, r: _Reader) -> SentinelState:
-        return cls(r.text("address"), r.flag("reachable"), r.flag("tilt"), r.opt_text("error"))
-
 
 @dataclass(frozen=True)
-class DissentState:
+class DissentState(_Document):
     """A Sentinel outvoted on a group: what it says against what the majority says.
 
     ``reasons``: ``other-primary``, ``higher-epoch``, ``tilt`` (see
@@ -187,30 +221,9 @@ class DissentState:
     majority_primary: str
     majority_epoch: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sentinel": self.sentinel,
-            "reasons": list(self.reasons),
-            "primary": self.primary,
-            "epoch": self.epoch,
-            "majority_primary": self.majority_primary,
-            "majority_epoch": self.majority_epoch,
-        }
-
-    @classmethod
-    def _read(cls, r: _Reader) -> DissentState:
-        return cls(
-            sentinel=r.text("sentinel"),
-            reasons=r.strs("reasons"),
-            primary=r.opt_text("primary"),
-            epoch=None if r.data.get("epoch") is None else r.integer("epoch"),
-            majority_primary=r.text("majority_primary"),
-            majority_epoch=r.integer("majority_epoch"),
-        )
-
 
 @dataclass(frozen=True)
-class ReplicaSyncState:
+class ReplicaSyncState(_Document):
     """One replica and whether it holds the primary's data (see
     :mod:`redis_sentinel_watch.replica_sync`): ``sync`` is ``synced``, ``unsynced``
     (Sentinel may promote it, and the data would be lost), ``down`` (Sentinel
@@ -220,16 +233,9 @@ class ReplicaSyncState:
     sync: ReplicaSync
     detail: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "sync": self.sync.value, "detail": self.detail}
-
-    @classmethod
-    def _read(cls, r: _Reader) -> ReplicaSyncState:
-        return cls(r.text("address"), r.enum("sync", ReplicaSync), r.text("detail"))
-
 
 @dataclass(frozen=True)
-class GroupState:
+class GroupState(_Document):
     """One master group: the agreed primary, its replicas, and how sure we are."""
 
     name: str
@@ -243,11 +249,10 @@ class GroupState:
     degraded: bool
     provisional: bool
     reason: str
-    #: Sentinels outvoted on this group (absent in documents of older versions)
-    dissent: tuple[DissentState, ...] = ()
-    #: every replica Sentinel lists, down ones too, and whether it is synced (absent in
-    #: documents of older versions)
-    replica_sync: tuple[ReplicaSyncState, ...] = ()
+    #: Sentinels outvoted on this group
+    dissent: tuple[DissentState, ...] = field(default=(), metadata=_ADDED_LATER)
+    #: every replica Sentinel lists, down ones too, and whether it is synced
+    replica_sync: tuple[ReplicaSyncState, ...] = field(default=(), metadata=_ADDED_LATER)
 
     @property
     def promotable(self) -> tuple[str, ...]:
@@ -285,48 +290,9 @@ class GroupState:
             f"{self.primary} fails, Sentinel cannot fail over"
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "primary": self.primary,
-            "replicas": list(self.replicas),
-            "drained": list(self.drained),
-            "config_epoch": self.config_epoch,
-            "agreeing": self.agreeing,
-            "sentinels": self.sentinels,
-            "health": self.health.value,
-            "degraded": self.degraded,
-            "provisional": self.provisional,
-            "reason": self.reason,
-            "dissent": [d.to_json() for d in self.dissent],
-            "replica_sync": [r.to_json() for r in self.replica_sync],
-        }
-
-    @classmethod
-    def _read(cls, r: _Reader) -> GroupState:
-        return cls(
-            name=r.text("name"),
-            primary=r.opt_text("primary"),
-            replicas=r.strs("replicas"),
-            drained=r.strs("drained"),
-            config_epoch=r.integer("config_epoch"),
-            agreeing=r.integer("agreeing"),
-            sentinels=r.integer("sentinels"),
-            health=r.enum("health", Health),
-            degraded=r.flag("degraded"),
-            provisional=r.flag("provisional"),
-            reason=r.text("reason"),
-            dissent=r.objects("dissent", DissentState._read) if "dissent" in r.data else (),
-            replica_sync=(
-                r.objects("replica_sync", ReplicaSyncState._read)
-                if "replica_sync" in r.data
-                else ()
-            ),
-        )
-
 
 @dataclass(frozen=True)
-class TypeSync:
+class TypeSync(_Document):
     """One resource type on one sidecar's stream: what it was sent, ACKed and NACKed."""
 
     state: SyncState
@@ -336,30 +302,9 @@ class TypeSync:
     nack_detail: str  # Envoy's own error text
     nacks: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "sent": self.sent,
-            "acked": self.acked,
-            "nacked": self.nacked,
-            "nack_detail": self.nack_detail,
-            "nacks": self.nacks,
-        }
-
-    @classmethod
-    def _read(cls, r: _Reader) -> TypeSync:
-        return cls(
-            r.enum("state", SyncState),
-            r.text("sent"),
-            r.text("acked"),
-            r.text("nacked"),
-            r.text("nack_detail"),
-            r.integer("nacks"),
-        )
-
 
 @dataclass(frozen=True)
-class SidecarState:
+class SidecarState(_Document):
     """One connected ADS stream (normally one Envoy).
 
     ``types`` is keyed by short type name (``Cluster``, see
@@ -386,36 +331,9 @@ class SidecarState:
             (ts := self.types.get(t)) is not None and ts.state is SyncState.SYNCED for t in types
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "stream_id": self.stream_id,
-            "node_id": self.node_id,
-            "cluster": self.cluster,
-            "envoy_version": self.envoy_version,
-            "peer": self.peer,
-            "protocol": self.protocol,
-            "connected_since": self.connected_since,
-            "types": {name: ts.to_json() for name, ts in self.types.items()},
-            "primaries": dict(self.primaries),
-        }
-
-    @classmethod
-    def _read(cls, r: _Reader) -> SidecarState:
-        return cls(
-            stream_id=r.integer("stream_id"),
-            node_id=r.text("node_id"),
-            cluster=r.text("cluster"),
-            envoy_version=r.text("envoy_version"),
-            peer=r.text("peer"),
-            protocol=r.text("protocol"),
-            connected_since=r.text("connected_since"),
-            types=r.object_map("types", TypeSync._read),
-            primaries=r.str_map("primaries"),
-        )
-
 
 @dataclass(frozen=True)
-class FailoverEvent:
+class FailoverEvent(_Document):
     """One primary change from first sign to last ACK (see :mod:`xds.service.timeline`).
 
     Durations are milliseconds from the first sign; ``at`` is the wall clock
@@ -437,46 +355,9 @@ class FailoverEvent:
     sidecars: int
     superseded: bool  # another primary change came before every ACK
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "old": self.old,
-            "new": self.new,
-            "trigger": self.trigger,
-            "sign": self.sign,
-            "epoch": self.epoch,
-            "at": self.at,
-            "detect_to_switch_ms": self.detect_to_switch_ms,
-            "detect_to_push_ms": self.detect_to_push_ms,
-            "switch_to_push_ms": self.switch_to_push_ms,
-            "detect_to_acked_ms": self.detect_to_acked_ms,
-            "acked": self.acked,
-            "sidecars": self.sidecars,
-            "superseded": self.superseded,
-        }
-
-    @classmethod
-    def _read(cls, r: _Reader) -> FailoverEvent:
-        return cls(
-            group=r.text("group"),
-            old=r.opt_text("old"),
-            new=r.opt_text("new"),
-            trigger=r.text("trigger"),
-            sign=r.text("sign"),
-            epoch=r.integer("epoch"),
-            at=r.number("at"),
-            detect_to_switch_ms=r.opt_number("detect_to_switch_ms"),
-            detect_to_push_ms=r.opt_number("detect_to_push_ms"),
-            switch_to_push_ms=r.opt_number("switch_to_push_ms"),
-            detect_to_acked_ms=r.opt_number("detect_to_acked_ms"),
-            acked=r.integer("acked"),
-            sidecars=r.integer("sidecars"),
-            superseded=r.flag("superseded"),
-        )
-
 
 @dataclass(frozen=True)
-class StatusDocument:
+class StatusDocument(_Document):
     """``GET /status``: readiness, versions served, Sentinels, groups, sidecars, failovers.
 
     ``versions`` is short type name → the version of the plain snapshot.
@@ -497,45 +378,22 @@ class StatusDocument:
         """The first stream of ``node_id`` (by stream id), if connected."""
         return next((s for s in self.sidecars if s.node_id == node_id), None)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ready": self.ready,
-            "reason": self.reason,
-            "versions": dict(self.versions),
-            "sentinels": [s.to_json() for s in self.sentinels],
-            "groups": [g.to_json() for g in self.groups],
-            "sidecars": [s.to_json() for s in self.sidecars],
-            "failovers": [f.to_json() for f in self.failovers],
-        }
-
     @classmethod
     def from_json(cls, data: object) -> StatusDocument:
         """Read a ``/status`` body; :class:`AdminDocumentError` names the first bad field."""
-        r = _Reader(data, "status")
-        return cls(
-            ready=r.flag("ready"),
-            reason=r.text("reason"),
-            versions=r.str_map("versions"),
-            sentinels=r.objects("sentinels", SentinelState._read),
-            groups=r.objects("groups", GroupState._read),
-            sidecars=r.objects("sidecars", SidecarState._read),
-            failovers=r.objects("failovers", FailoverEvent._read),
-        )
+        return cls._read(_Reader(data, "status"))
 
 
 # --------------------------------------------------------------------------- /events
 
 
 @dataclass(frozen=True)
-class EventsDocument:
+class EventsDocument(_Document):
     """``GET /events?n=N``: the last N failover timelines, oldest first."""
 
     failovers: tuple[FailoverEvent, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"failovers": [f.to_json() for f in self.failovers]}
-
     @classmethod
     def from_json(cls, data: object) -> EventsDocument:
         """Read an ``/events`` body; :class:`AdminDocumentError` names the first bad field."""
-        return cls(_Reader(data, "events").objects("failovers", FailoverEvent._read))
+        return cls._read(_Reader(data, "events"))

@@ -271,7 +271,8 @@ XDS = Section(
         Key(
             "max_node_bytes",
             Int(1024, 4 * 1024 * 1024, "bytes"),
-            "largest Node a request may carry (INVALID_ARGUMENT beyond)",
+            "largest Node a request may carry; a whole request may be this + 256 KiB "
+            "(INVALID_ARGUMENT beyond either, refused before parsing)",
             DEFAULT_MAX_NODE_BYTES,
         ),
         Key(
