@@ -695,3 +695,26 @@ def test_dataclass_defaults_are_the_declared_ones() -> None:
             assert getattr(value, key.name) == key.default, key.name
     assert GroupConfig("g", Address("127.0.0.1", 1)).op_timeout_ms == GROUP["op_timeout_ms"].default
     assert Config((), (), Address("127.0.0.1", 1)).admin_listen == ADMIN["listen"].default
+
+
+def test_a_sentinel_named_by_host_name_and_by_its_address_is_one_sentinel() -> None:
+    """Sentinels are identified by resolved address: this host's name (resolved through
+    /etc/hosts) and the address it resolves to are the same Sentinel, an error naming
+    both; a name that does not resolve is kept as written (DNS may be down)."""
+    import socket
+
+    name = socket.gethostname()
+    try:
+        ip = socket.getaddrinfo(name, 26379, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        pytest.skip(f"this host's name {name!r} does not resolve here")
+    data = minimal()
+    data["sentinels"] = [f"{Address(str(ip), 26379)}", f"{name}:26379"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.field == "sentinels[1]"
+    assert f"duplicate of sentinels[0] ({Address(str(ip), 26379)}), spelled {name}:26379" in str(
+        info.value
+    )
+    data["sentinels"] = ["127.0.0.1:26379", "no-such-host.invalid:26379"]
+    assert len(parse_config(data).sentinels) == 2

@@ -11,6 +11,7 @@ the xDS port, inline passwords only with client certificates, ...) are in
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from redis_sentinel_watch.model import Address
@@ -56,7 +57,8 @@ _INLINE = "inline passwords are not accepted; use 'password_file' or 'password_e
 
 def _sentinels(value: object, path: str) -> tuple[Address, ...]:
     """The Sentinels, each once: two spellings of one endpoint (``localhost`` and
-    ``127.0.0.1``, ``::ffff:127.0.0.1``) would count one Sentinel twice toward the majority."""
+    ``127.0.0.1``, ``::ffff:127.0.0.1``, two host names of one address) would count
+    one Sentinel twice toward the majority."""
     if not isinstance(value, list):
         raise ConfigError(path, f"expected a list of 'host:port' strings, got {type_name(value)}")
     if not value:
@@ -66,14 +68,32 @@ def _sentinels(value: object, path: str) -> tuple[Address, ...]:
     for i, item in enumerate(value):
         where = f"{path}[{i}]"
         addr = HostPort().parse(item, where)
-        key = addr.identity()
-        if key in seen:
-            first = result[seen[key]]
-            spelled = "" if first == addr else f", spelled {addr}"
-            raise ConfigError(where, f"duplicate of {path}[{seen[key]}] ({first}){spelled}")
-        seen[key] = i
+        for key in _endpoint_keys(addr):
+            if key in seen:
+                first = result[seen[key]]
+                spelled = "" if first == addr else f", spelled {addr}"
+                raise ConfigError(where, f"duplicate of {path}[{seen[key]}] ({first}){spelled}")
+        for key in _endpoint_keys(addr):
+            seen[key] = i
         result.append(addr)
     return tuple(result)
+
+
+def _endpoint_keys(addr: Address) -> set[tuple[str, int]]:
+    """Every identity of ``addr``: its spelling's (:meth:`Address.identity`) and, for a
+    host name, each address it resolves to now (the watcher connects to those). A name
+    that does not resolve keeps its spelling's identity: the watcher reports such a
+    Sentinel unreachable, and validation must not depend on DNS being up."""
+    keys = {addr.identity()}
+    if addr.is_ip or addr.identity()[0] == "127.0.0.1":
+        return keys
+    try:
+        infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return keys
+    for info in infos:
+        keys.add(Address(str(info[4][0]), addr.port).identity())
+    return keys
 
 
 def _group_name(name: object) -> str:
