@@ -88,6 +88,7 @@ class Watcher:
         fence_pause_ms: int = 0,
         dissent_grace_s: float = DISSENT_GRACE_S,
         clock: Callable[[], float] = time.monotonic,
+        seed: Topology | None = None,
     ) -> None:
         self._io = io
         self.sentinels = tuple(sentinels)
@@ -117,14 +118,19 @@ class Watcher:
         self._views_round = 0
         self._roles: dict[Address, str] = {}  # ROLE answers of the last poll
         self.views: tuple[SentinelView, ...] = ()
-        self.topology = Topology(
-            tuple(
-                GroupTopology(name=g, primary=None, sentinels=len(self.sentinels))
-                for g in self.groups
-            )
-        )
+        self.topology = Topology(tuple(self._seeded(g, seed) for g in self.groups))
         self.polls = 0
         self.first_poll_done = asyncio.Event()
+
+    def _seeded(self, group: str, seed: Topology | None) -> GroupTopology:
+        """Where ``group`` starts: unknown, or what a previous watcher concluded (``seed``,
+        a config reload that changed the Sentinels or groups). A seeded group keeps its
+        last good primary and epoch until this watcher's Sentinels agree on a newer one,
+        so replacing the watcher never sends a group back to "no primary"."""
+        known = seed.group(group) if seed is not None else None
+        if known is None:
+            return GroupTopology(name=group, primary=None, sentinels=len(self.sentinels))
+        return dataclasses.replace(known, sentinels=len(self.sentinels))
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(topology, changes)`` after every change of topology."""

@@ -8,7 +8,9 @@ certificate are rotated: the sidecar keeps its stream, a new handshake sees
 the new certificate, and after every old connection is killed the control
 plane still checks ``ROLE`` and follows a failover (so the new password did
 reach its I/O). A broken reload (a key that does not match its certificate)
-then changes nothing and is counted.
+then changes nothing and is counted. Then, with two master groups under the
+same Sentinels, SIGHUPs that add and remove a group reach a connected Envoy
+without dropping its stream.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 from cryptography import x509
 
@@ -250,3 +253,75 @@ def test_sighup_rotates_redis_password_and_xds_certificate_while_envoy_stays(
     assert _reloads(cp) == {"success": 1.0, "failure": 1.0}
     log = cp.log_path.read_text()
     assert NEW_PW not in log and OLD_PW not in log
+
+
+# --------------------------------------------------------------------------- a group added
+
+
+GROUP_B = "second"
+
+
+def _set_through(cluster: SentinelCluster, group: str, listen: Address, key: str) -> None:
+    """A write through the sidecar's listener for ``group`` lands on that group's primary."""
+    with redis.Redis(listen.host, listen.port, protocol=2, socket_timeout=5) as client:
+        client.set(key, group)
+    with cluster.current_primary(group).client() as direct:
+        assert direct.get(key) in (group, group.encode())
+
+
+def test_sighup_adds_and_removes_a_group_while_envoy_stays(tmp_path: Path) -> None:
+    """Two master groups under the same three Sentinels; the control plane starts with
+    the first only. A SIGHUP that adds the second brings a new watcher: the connected
+    Envoy gets the second group's listener on the same stream, and the first group's
+    listener serves on; a SIGHUP that removes the first makes Envoy drop its listener."""
+    cluster = SentinelCluster.start(tmp_path, groups=(GROUP, GROUP_B))
+    try:
+        listen = {
+            GROUP: Address("127.0.0.1", free_port()),
+            GROUP_B: Address("127.0.0.1", free_port()),
+        }
+        xds, admin = Address("127.0.0.1", free_port()), Address("127.0.0.1", free_port())
+        sentinels = cluster.sentinel_addresses
+        cp = ControlPlane(
+            tmp_path, config_yaml(sentinels, {GROUP: listen[GROUP]}, xds, admin), xds, admin
+        ).start()
+        envoy = cp.start_sidecar(tmp_path, NODE, listen[GROUP])
+        (stream,) = cp.status().sidecars
+        _set_through(cluster, GROUP, listen[GROUP], "before")
+
+        cp.config_path.write_text(config_yaml(sentinels, listen, xds, admin))
+        assert cp.process is not None
+        cp.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: _reloads(cp).get("success") == 1, 15, what="reload success")
+        (reloaded,) = cp.events("config.reloaded")
+        assert reloaded["changed"] == [f"groups.{GROUP_B}"]
+        envoy.wait_listener(listen[GROUP_B].port, timeout=15)
+        envoy.wait_cluster_hosts(
+            f"redis/{GROUP_B}", [cluster.current_primary(GROUP_B).address], timeout=10
+        )
+        _set_through(cluster, GROUP_B, listen[GROUP_B], "added")
+        _set_through(cluster, GROUP, listen[GROUP], "kept")
+        envoy.wait_cluster_hosts(
+            f"redis/{GROUP}", [cluster.current_primary(GROUP).address], timeout=1
+        )
+        (now,) = cp.status().sidecars
+        assert (now.stream_id, now.connected_since) == (stream.stream_id, stream.connected_since)
+        assert {g.name for g in cp.status().groups} == {GROUP, GROUP_B}
+        assert cp.alive and cp.ready() and not cp.events("service.watcher_died")
+
+        cp.config_path.write_text(config_yaml(sentinels, {GROUP_B: listen[GROUP_B]}, xds, admin))
+        cp.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: _reloads(cp).get("success") == 2, 15, what="second reload")
+        wait_until(
+            lambda: not envoy.listener_ready(listen[GROUP].port),
+            15,
+            what="envoy to drop the removed group's listener",
+        )
+        _set_through(cluster, GROUP_B, listen[GROUP_B], "still")
+        (now,) = cp.status().sidecars
+        assert now.stream_id == stream.stream_id
+        assert [g.name for g in cp.status().groups] == [GROUP_B]
+        assert not cp.events("config.reload_failed")
+    finally:
+        stop_all()
+        cluster.stop()

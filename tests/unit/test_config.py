@@ -13,6 +13,7 @@ from redis_sentinel_watch.model import Address
 from xds.ads.limits import DEFAULT_FIRST_REQUEST_TIMEOUT_S, DEFAULT_MAX_STREAMS_PER_PEER
 from xds.ads.node import DEFAULT_MAX_NODE_BYTES
 from xds.ads.server import DEFAULT_MAX_STREAMS
+from xds.resources.redis_group import PasswordFile
 from xds.service.config import (
     Config,
     ConfigError,
@@ -464,6 +465,80 @@ BROKEN: list[Any] = [
     ),
     pytest.param(_set("log.level", 10), "log.level", "got int", id="log-level-int"),
 ]
+
+
+_BY_CLUSTER = "sidecar_password_file_by_cluster"
+_UP = "groups.mymaster.upstream_auth"
+
+
+def _by_cluster(value: Any, side: str = "upstream_auth", default: bool = True) -> Any:
+    """A mutator setting ``groups.mymaster.<side>`` to a file form with ``value`` as map."""
+    body: dict[str, Any] = {_BY_CLUSTER: value}
+    body.update({"sidecar_password_file": "/etc/app/redis.pass"} if default else {})
+    return _set(f"groups.mymaster.{side}", body if default else {**body, "password_env": "P"})
+
+
+BY_CLUSTER_BROKEN: list[Any] = [
+    pytest.param(
+        _by_cluster({"harbor": "redis.pass"}),
+        f"{_UP}.{_BY_CLUSTER}.harbor",
+        "'redis.pass' is not an absolute path",
+        id="relative-path",
+    ),
+    pytest.param(
+        _by_cluster({"": "/etc/harbor/redis.pass"}),
+        f"{_UP}.{_BY_CLUSTER}",
+        "node cluster names must be non-empty strings, got ''",
+        id="empty-cluster",
+    ),
+    pytest.param(
+        _by_cluster({7: "/etc/harbor/redis.pass"}),
+        f"{_UP}.{_BY_CLUSTER}",
+        "node cluster names must be non-empty strings, got 7",
+        id="int-cluster",
+    ),
+    pytest.param(
+        _by_cluster(["/etc/harbor/redis.pass"], "downstream_auth"),
+        f"groups.mymaster.downstream_auth.{_BY_CLUSTER}",
+        "expected a mapping of node cluster to absolute path, got list",
+        id="list",
+    ),
+    pytest.param(
+        _by_cluster({}), f"{_UP}.{_BY_CLUSTER}", "at least one node cluster", id="empty-map"
+    ),
+    pytest.param(
+        _by_cluster({"harbor": 1}),
+        f"{_UP}.{_BY_CLUSTER}.harbor",
+        "expected a path on the sidecar's host, got int",
+        id="int-path",
+    ),
+    pytest.param(
+        _by_cluster({"harbor": "/etc/harbor/redis.pass"}, default=False),
+        f"{_UP}.{_BY_CLUSTER}",
+        "overrides sidecar_password_file, which is not given",
+        id="with-inline-password",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field", "fragment"), BY_CLUSTER_BROKEN)
+def test_sidecar_password_file_by_cluster_errors_name_the_field(
+    mutate: Any, field: str, fragment: str
+) -> None:
+    """A bad per-cluster password path map is one line naming the bad entry."""
+    test_broken_config_names_field_and_problem(mutate, field, fragment)
+
+
+def test_sidecar_password_file_by_cluster_is_parsed_in_file_order() -> None:
+    """The map lands on the group's PasswordFile next to the default path."""
+    data = minimal()
+    _by_cluster({"harbor": "/srv/harbor/redis.pass", "docker-registry": "/etc/dr/redis.pass"})(data)
+    auth = parse_config(data).groups[0].upstream_auth
+    assert auth == PasswordFile(
+        "/etc/app/redis.pass",
+        None,
+        (("harbor", "/srv/harbor/redis.pass"), ("docker-registry", "/etc/dr/redis.pass")),
+    )
 
 
 @pytest.mark.parametrize(("mutate", "field", "fragment"), BROKEN)

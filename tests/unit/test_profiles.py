@@ -10,13 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from envoy_data_plane.envoy.extensions.filters.network.redis_proxy.v3 import (
+    RedisProtocolOptions,
+    RedisProxy,
+)
 
 from redis_sentinel_watch import Address
 from xds.ads.discovery_request import NodeInfo
 from xds.ads.snapshot import CLUSTER, LISTENER
 from xds.resources.bootstrap import bootstrap_dict
 from xds.resources.profiles import Profile, Profiles, SidecarSelector
-from xds.resources.redis_group import GroupSpec
+from xds.resources.redis_group import REDIS_PROXY_FILTER, GroupSpec
 from xds.service.config import ConfigError, parse_config
 
 BASE: dict[str, Any] = {
@@ -143,3 +147,89 @@ def test_bootstrap_flags() -> None:
     plain = bootstrap_dict("n", [Address("127.0.0.1", 18000)])
     assert plain["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
     assert "metadata" not in plain["node"]
+
+
+FILES = {
+    "files": {
+        "listen": "127.0.0.1:6379",
+        "upstream_auth": {
+            "username": "app",
+            "sidecar_password_file": "/etc/redis-client/app.pass",
+            "sidecar_password_file_by_cluster": {
+                "docker-registry": "/etc/docker-registry/redis.pass",
+                "harbor": "/etc/harbor/redis.pass",
+            },
+        },
+        "downstream_auth": {
+            "sidecar_password_file": "/etc/redis-client/clients.pass",
+            "sidecar_password_file_by_cluster": {"harbor": "/etc/harbor/clients.pass"},
+        },
+    }
+}
+
+
+def _file_specs() -> list[GroupSpec]:
+    return [
+        GroupSpec(
+            g.name,
+            g.listen,
+            Address("10.0.0.1", 7000),
+            upstream_auth=g.upstream_auth,
+            downstream_auth=g.downstream_auth,
+        )
+        for g in config(FILES).groups
+    ]
+
+
+def _password_paths(profiles: Profiles, profile: Profile | None) -> tuple[str, str, str | None]:
+    """(upstream path, downstream path, upstream user) in the snapshot a profile gets."""
+    snap = profiles.snapshot(profile, _file_specs())
+    cluster = snap.clusters["redis/files"]
+    options = cluster.typed_extension_protocol_options[REDIS_PROXY_FILTER].unpack()
+    assert isinstance(options, RedisProtocolOptions)
+    proxy = snap.listeners["redis/files"].filter_chains[0].filters[0].typed_config.unpack()
+    assert isinstance(proxy, RedisProxy)
+    (down,) = proxy.downstream_auth_passwords
+    user = options.auth_username.inline_string if options.auth_username else None
+    return options.auth_password.filename, down.filename, user
+
+
+def test_password_file_paths_per_node_cluster() -> None:
+    """Sidecars of different node clusters read the password files from their own
+    paths (Cluster and Listener); an unlisted cluster gets the defaults, and nodes of
+    one cluster share one profile, so one snapshot."""
+    profiles = Profiles(config(FILES).groups)
+    registry = profiles.of(node("docker-registry"))
+    harbor = profiles.of(node("harbor"))
+    assert registry == Profile(
+        ("files",), upstream_files=(("files", "/etc/docker-registry/redis.pass"),)
+    )
+    assert _password_paths(profiles, registry) == (
+        "/etc/docker-registry/redis.pass",
+        "/etc/redis-client/clients.pass",
+        "app",
+    )
+    assert _password_paths(profiles, harbor) == (
+        "/etc/harbor/redis.pass",
+        "/etc/harbor/clients.pass",
+        "app",
+    )
+    assert profiles.of(node("web")) is None  # the plain snapshot: the default paths
+    assert _password_paths(profiles, None) == (
+        "/etc/redis-client/app.pass",
+        "/etc/redis-client/clients.pass",
+        "app",
+    )
+    other = NodeInfo(id="other", cluster="harbor", user_agent="envoy/1.40.0", metadata={})
+    assert profiles.of(other) == harbor
+
+
+def test_grpc_clients_get_no_per_cluster_password_paths() -> None:
+    """A gRPC client of a listed cluster gets the same password-free profile as any
+    other gRPC client."""
+    profiles = Profiles(config(FILES).groups)
+    grpc = profiles.of(node("harbor", agent="gRPC Python/1.85.3"))
+    assert grpc == Profile(("files",), (), True)
+    snap = profiles.snapshot(grpc, _file_specs())
+    for type_url in (CLUSTER, LISTENER):
+        assert b".pass" not in b"".join(v for _, v in snap.by_type[type_url].select(None))

@@ -4,11 +4,13 @@ Pure checks of :func:`xds.service.reload.plan_reload` (what is applied, what is
 ignored until a restart, what is refused), then :meth:`Service.reload` over
 scripted Sentinels and a real config file: the new credentials reach the
 I/O, a changed group is republished, a broken file changes nothing and is
-counted and logged with the field it names.
+counted and logged with the field it names, and Sentinels or groups added or
+removed are taken over by a new watcher without a gap in what is served.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from structlog.testing import capture_logs
 
 from redis_sentinel_watch import Address, FakeSentinelIO
 from redis_sentinel_watch.auth import Credentials, Secret
+from xds.ads.discovery_request import NodeInfo
 from xds.service import app, reload
 from xds.service.app import Service
 from xds.service.config import Config, ConfigError, load_config, parse_config
@@ -28,6 +31,8 @@ from xds.service.tls import ServerTls, TlsMaterial, check_server_tls
 
 SENTINEL = Address("127.0.0.1", 26997)
 PRIMARY = Address("127.0.0.1", 7411)
+SENTINEL_2 = Address("127.0.0.1", 26998)
+PRIMARY_H = Address("127.0.0.1", 7412)
 
 
 def _data(**over: Any) -> dict[str, Any]:
@@ -96,22 +101,53 @@ def test_listen_changes_are_reported_and_ignored_the_rest_applied() -> None:
 
 
 @pytest.mark.parametrize(
-    ("over", "field"),
+    ("over", "changed", "rewatch"),
     [
-        ({"sentinels": [str(SENTINEL), "127.0.0.1:26996"]}, "sentinels"),
+        ({"sentinels": [str(SENTINEL), str(SENTINEL_2)]}, {"sentinels"}, True),
         (
             {"groups": {"g": {"listen": "127.0.0.1:6393"}, "h": {"listen": "127.0.0.1:6394"}}},
-            "groups",
+            {"groups.h"},
+            True,
         ),
+        ({"groups": {"h": {"listen": "127.0.0.1:6394"}}}, {"groups.g", "groups.h"}, True),
         (
             {"groups": {"g": {"listen": "127.0.0.1:6393", "sidecars": {"clusters": ["web"]}}}},
-            "groups.g.sidecars",
+            {"groups.g.sidecars"},
+            False,
         ),
     ],
 )
-def test_topology_changes_are_refused(over: dict[str, Any], field: str) -> None:
+def test_topology_changes_are_applied(
+    over: dict[str, Any], changed: set[str], rewatch: bool
+) -> None:
+    """Sentinels and groups added or removed need a new watcher; a selector does not."""
+    plan = plan_reload(_config(), None, _config(**over), None)
+    assert set(plan.changed) == changed and plan.rewatch is rewatch
+    assert plan.config == _config(**over)
+
+
+def test_reordered_sentinels_are_not_a_change() -> None:
+    both = [str(SENTINEL), str(SENTINEL_2)]
+    plan = plan_reload(_config(sentinels=both), None, _config(sentinels=both[::-1]), None)
+    assert plan.changed == () and not plan.rewatch
+    assert plan.config.sentinels == (SENTINEL, SENTINEL_2)
+
+
+@pytest.mark.parametrize(
+    ("reloaded", "field"),
+    [
+        (None, "xds.tls"),
+        (ServerTls("/c.pem", "/k.pem"), "xds.tls.require_client_cert"),
+    ],
+)
+def test_the_xds_transport_still_needs_a_restart(reloaded: ServerTls | None, field: str) -> None:
+    """TLS on or off, or whether a client certificate is required, is a property of
+    the bound listener (the plan alone decides: no file is read here)."""
+    running = dataclasses.replace(
+        _config(), xds_tls=ServerTls("/c.pem", "/k.pem", "/ca.pem", require_client_cert=True)
+    )
     with pytest.raises(ConfigError) as err:
-        plan_reload(_config(), None, _config(**over), None)
+        plan_reload(running, None, dataclasses.replace(running, xds_tls=reloaded), None)
     assert err.value.field == field
     assert "restart" in err.value.message
 
@@ -181,11 +217,15 @@ def _reloads(svc: Service) -> dict[str, float]:
     return {s.labels["result"]: s.value for s in family.samples if s.name.endswith("_total")}
 
 
-async def _service(files: dict[str, Path], data: dict[str, Any]) -> tuple[Service, FakeSentinelIO]:
+async def _service(
+    files: dict[str, Path], data: dict[str, Any], also: dict[str, Address] | None = None
+) -> tuple[Service, FakeSentinelIO]:
+    """A service whose Sentinel agrees on group ``g`` (and the groups in ``also``)."""
     _write(files["config"], data)
     io = FakeSentinelIO()
-    io.say(SENTINEL, "g", PRIMARY, epoch=1)
-    io.set_role(PRIMARY, "master")
+    for group, primary in {"g": PRIMARY, **(also or {})}.items():
+        io.say(SENTINEL, group, primary, epoch=1)
+        io.set_role(primary, "master")
     svc = Service(load_config(files["config"]), io=io, config_path=str(files["config"]))
     await svc.watcher.poll_once()
     assert svc.cache.current() is not None
@@ -223,7 +263,6 @@ async def test_valid_reload_reaches_the_io_and_republishes(files: dict[str, Path
     [
         ("sentinels: [oops\n", ""),
         (None, "redis_auth.password_file"),
-        (None, "groups"),
     ],
 )
 async def test_invalid_reload_keeps_the_old_state(
@@ -233,9 +272,6 @@ async def test_invalid_reload_keeps_the_old_state(
     before, snapshot = svc.config, svc.cache.current()
     if text is not None:
         files["config"].write_text(text)
-    elif field == "groups":
-        groups = {"g": {"listen": "127.0.0.1:6393"}, "new": {"listen": "127.0.0.1:6399"}}
-        _write(files["config"], _with_auth(files, groups=groups))
     else:
         files["password"].chmod(0o644)  # refused by the secret-file rules
     with capture_logs() as logs:
@@ -325,3 +361,113 @@ def test_a_tls_file_gone_between_read_and_check_is_a_problem_not_an_oserror(
     gone = str(tmp_path / "gone.pem")
     problem = check_server_tls(ServerTls(gone, str(tmp_path / "gone.key")))
     assert problem is not None and problem.field == "cert_file" and gone in problem.message
+
+
+# --------------------------------------------------------------------------- a new watcher
+
+TWO_GROUPS = {"g": {"listen": "127.0.0.1:6393"}, "h": {"listen": "127.0.0.1:6394"}}
+
+
+def _served(svc: Service, profile: Any = None) -> set[str]:
+    """The listeners the snapshot of ``profile`` holds (``redis/<group>``)."""
+    snapshot = svc.cache.current(profile)
+    assert snapshot is not None
+    return set(snapshot.listeners)
+
+
+async def test_an_added_sentinel_is_polled_by_a_new_watcher(files: dict[str, Path]) -> None:
+    svc, io = await _service(files, _data())
+    old = svc.watcher
+    io.say(SENTINEL_2, "g", PRIMARY, epoch=1)
+    _write(files["config"], _data(sentinels=[str(SENTINEL), str(SENTINEL_2)]))
+    with capture_logs() as logs:
+        assert await svc.reload()
+    assert svc.watcher is not old and svc.watcher.sentinels == (SENTINEL, SENTINEL_2)
+    # polled once before it took over: both answer, both agree, still ready
+    assert [(v.sentinel, v.reachable) for v in svc.watcher.views] == [
+        (SENTINEL, True),
+        (SENTINEL_2, True),
+    ]
+    (g,) = svc.watcher.topology.groups
+    assert (g.primary, g.agreeing, g.sentinels) == (PRIMARY, 2, 2)
+    assert svc.ready()[0]
+    (event,) = [e for e in logs if e["event"] == "config.reloaded"]
+    assert event["changed"] == ["sentinels"]
+
+
+async def test_a_replaced_watcher_is_cancelled_without_stopping_the_service(
+    files: dict[str, Path],
+) -> None:
+    """The running watch task is cancelled, which is not "the watcher died" (exit 1),
+    and the old watcher's last conclusions are not served."""
+    svc, io = await _service(files, _data())
+    svc._start_watch()
+    old_task, old = svc._watch_task, svc.watcher
+    assert old_task is not None
+    io.say(SENTINEL_2, "g", PRIMARY, epoch=1)
+    _write(files["config"], _data(sentinels=[str(SENTINEL), str(SENTINEL_2)]))
+    try:
+        assert await svc.reload()
+        await asyncio.wait_for(asyncio.gather(old_task, return_exceptions=True), 5)
+        assert old_task.cancelled() and svc.exit_code == 0 and not svc._stop.is_set()
+        assert svc._watch_task is not None and not svc._watch_task.done()
+        served = svc.cache.current()
+        io.say(SENTINEL, "g", PRIMARY_H, epoch=2)  # only the old watcher hears of it…
+        io.set_role(PRIMARY_H, "master")
+        await old.poll_once()
+        assert svc.cache.current() is served  # …and is not listened to any more
+    finally:
+        assert svc._watch_task is not None
+        svc._watch_task.cancel()
+        await asyncio.gather(svc._watch_task, return_exceptions=True)
+
+
+async def test_an_added_group_is_served_once_it_has_a_primary(files: dict[str, Path]) -> None:
+    """Until the Sentinels agree on the new group's primary, the old group keeps its
+    primary and is served (its failovers too): nothing empty, nothing dropped."""
+    svc, io = await _service(files, _data())
+    _write(files["config"], _data(groups=TWO_GROUPS))
+    with capture_logs() as logs:
+        assert await svc.reload()
+    assert [(g.name, g.primary) for g in svc.watcher.topology.groups] == [
+        ("g", PRIMARY),
+        ("h", None),
+    ]
+    assert _served(svc) == {"redis/g"}
+    (waiting,) = [e for e in logs if e["event"] == "xds.waiting_for_topology"]
+    assert waiting["groups"] == ["h"]
+    # a failover of g while h still waits reaches the sidecars
+    moved = Address("127.0.0.1", 7413)
+    io.say(SENTINEL, "g", moved, epoch=2)
+    io.set_role(moved, "master")
+    await svc.watcher.poll_once()
+    served = svc.cache.current()
+    assert served is not None and set(served.endpoints) == {f"redis/g/{moved}"}
+    io.say(SENTINEL, "h", PRIMARY_H, epoch=1)
+    io.set_role(PRIMARY_H, "master")
+    await svc.watcher.poll_once()
+    assert _served(svc) == {"redis/g", "redis/h"}
+
+
+async def test_a_removed_group_leaves_the_snapshot(files: dict[str, Path]) -> None:
+    svc, _ = await _service(files, _data(groups=TWO_GROUPS), also={"h": PRIMARY_H})
+    assert _served(svc) == {"redis/g", "redis/h"}
+    _write(files["config"], _data(groups={"g": TWO_GROUPS["g"]}))
+    with capture_logs() as logs:
+        assert await svc.reload()
+    assert _served(svc) == {"redis/g"}
+    assert [g.name for g in svc.watcher.topology.groups] == ["g"]
+    (event,) = [e for e in logs if e["event"] == "config.reloaded"]
+    assert event["changed"] == ["groups.h"]
+
+
+async def test_a_changed_selector_reaches_new_streams(files: dict[str, Path]) -> None:
+    svc, _ = await _service(files, _data(groups=TWO_GROUPS), also={"h": PRIMARY_H})
+    web = NodeInfo(id="n1", cluster="web", user_agent="envoy/1.40.0")
+    assert svc.cache.profile_of(web) is None  # every group
+    only_db = {**TWO_GROUPS, "h": {**TWO_GROUPS["h"], "sidecars": {"clusters": ["db"]}}}
+    _write(files["config"], _data(groups=only_db))
+    assert await svc.reload()
+    assert svc.watcher.groups == ("g", "h")  # no new watcher for a selector
+    profile = svc.cache.profile_of(NodeInfo(id="n2", cluster="web", user_agent="envoy/1.40.0"))
+    assert profile is not None and _served(svc, profile) == {"redis/g"}

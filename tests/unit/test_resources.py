@@ -119,6 +119,8 @@ class SidecarTarget:
 
     name: str
     sidecars: SidecarSelector | None = None
+    upstream_auth: PasswordFile | None = None
+    downstream_auth: PasswordFile | None = None
 
 
 UP_FILE = PasswordFile("/etc/docker-registry/redis-upstream.pass", "app")

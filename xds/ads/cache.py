@@ -54,7 +54,8 @@ class SnapshotCache:
         self.generation = 0
 
     def set_profile_of(self, profile_of: ProfileOf) -> None:
-        """Install the node → profile rule (before streams connect)."""
+        """Install the node → profile rule: streams that open from now on get it, open
+        ones keep the profile they were given."""
         self._profile_of = profile_of
 
     def profile_of(self, node: NodeInfo | None) -> Hashable:

@@ -10,12 +10,17 @@ another's:
   metadata overrides it (``sentinel_xds: {listen: {GROUP: "HOST:PORT"}}``,
   written by ``sentinel-xds bootstrap --listen GROUP=HOST:PORT``), which is how
   two sidecars share one host;
+* where its Envoy finds a group's password files: the config's
+  ``sidecar_password_file`` unless ``sidecar_password_file_by_cluster`` names
+  another path for the node's cluster (sidecars of different applications keep
+  the file in different places);
 * whether it is gRPC's own xDS client, which also needs API listeners.
 
 Profiles are values, so every node with the same profile shares one snapshot
 (built once per topology version by :class:`xds.ads.cache.SnapshotCache`). The
-plain profile (every group, no override, not gRPC) is ``None``, the cache's
-default, so ``cache.current()`` is what an ordinary sidecar gets.
+plain profile (every group, no override, default password paths, not gRPC) is
+``None``, the cache's default, so ``cache.current()`` is what an ordinary
+sidecar gets.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from xds.ads.discovery_request import NodeInfo
 from xds.ads.node import is_grpc_client
 from xds.ads.snapshot import Snapshot
 from xds.resources.bootstrap import METADATA_KEY
-from xds.resources.redis_group import GroupSpec
+from xds.resources.redis_group import GroupSpec, PasswordFile, SidecarAuth
 from xds.resources.snapshot import build_snapshot
 
 __all__ = ["Profile", "Profiles", "SidecarSelector", "Targeted"]
 
 log = structlog.get_logger("xds.profiles")
+
 
 @dataclass(frozen=True)
 class SidecarSelector:
@@ -56,12 +62,24 @@ class Targeted(Protocol):
     @property
     def sidecars(self) -> SidecarSelector | None: ...
 
+    @property
+    def upstream_auth(self) -> SidecarAuth | None: ...
+
+    @property
+    def downstream_auth(self) -> SidecarAuth | None: ...
+
 
 @dataclass(frozen=True)
 class Profile:
+    """One snapshot's worth of per-node choices. ``upstream_files`` and
+    ``downstream_files`` hold (group, path) only where the node's cluster has a path
+    other than the default, so nodes of clusters without one share the plain snapshot."""
+
     groups: tuple[str, ...]
     listen: tuple[tuple[str, Address], ...] = ()
     grpc: bool = False
+    upstream_files: tuple[tuple[str, str], ...] = ()
+    downstream_files: tuple[tuple[str, str], ...] = ()
 
 
 def _matches(selector: SidecarSelector | None, node: NodeInfo | None) -> bool:
@@ -94,9 +112,27 @@ class Profiles:
         chosen = tuple(g.name for g in self._groups if _matches(g.sidecars, node))
         listen = self._listen_overrides(node, chosen)
         grpc = is_grpc_client(node)
-        if chosen == self._names and not listen and not grpc:
+        up: tuple[tuple[str, str], ...] = ()
+        down: tuple[tuple[str, str], ...] = ()
+        if not grpc and node is not None:  # gRPC clients get no password paths at all
+            up = self._password_files(node.cluster, chosen, upstream=True)
+            down = self._password_files(node.cluster, chosen, upstream=False)
+        if chosen == self._names and not listen and not grpc and not up and not down:
             return None
-        return Profile(chosen, listen, grpc)
+        return Profile(chosen, listen, grpc, up, down)
+
+    def _password_files(
+        self, cluster: str, chosen: tuple[str, ...], *, upstream: bool
+    ) -> tuple[tuple[str, str], ...]:
+        """(group, path) for each chosen group whose file is elsewhere on ``cluster``."""
+        out: list[tuple[str, str]] = []
+        for g in self._groups:
+            auth = g.upstream_auth if upstream else g.downstream_auth
+            if g.name in chosen and isinstance(auth, PasswordFile):
+                path = auth.for_cluster(cluster)
+                if path != auth.path:
+                    out.append((g.name, path))
+        return tuple(out)
 
     def _listen_overrides(
         self, node: NodeInfo | None, chosen: tuple[str, ...]
@@ -125,12 +161,28 @@ class Profiles:
         """The snapshot for ``profile`` given every group's current spec."""
         if profile is None:
             return build_snapshot(specs)
-        listen = dict(profile.listen)
+        listen, up, down = (
+            dict(profile.listen),
+            dict(profile.upstream_files),
+            dict(profile.downstream_files),
+        )
         picked = [
-            replace(s, listen=listen.get(s.name, s.listen))
+            replace(
+                s,
+                listen=listen.get(s.name, s.listen),
+                upstream_auth=_moved(s.upstream_auth, up.get(s.name)),
+                downstream_auth=_moved(s.downstream_auth, down.get(s.name)),
+            )
             for s in specs
             if s.name in profile.groups
         ]
         if profile.grpc:  # gRPC clients do not speak Redis: they get no Redis passwords
             picked = [replace(s, upstream_auth=None, downstream_auth=None) for s in picked]
         return build_snapshot(picked, api_listeners=profile.grpc)
+
+
+def _moved(auth: SidecarAuth | None, path: str | None) -> SidecarAuth | None:
+    """``auth`` read from ``path`` instead (when the profile names one for its group)."""
+    if path is None or not isinstance(auth, PasswordFile):
+        return auth
+    return PasswordFile(path, auth.username)

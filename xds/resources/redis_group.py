@@ -108,6 +108,13 @@ class PasswordFile:
 
     path: str
     username: str | None = None
+    #: (node cluster, path) pairs: sidecars of that cluster keep the file elsewhere.
+    #: The builders ignore it; :mod:`xds.resources.profiles` picks the path per node.
+    by_cluster: tuple[tuple[str, str], ...] = ()
+
+    def for_cluster(self, cluster: str) -> str:
+        """The path a sidecar of node cluster ``cluster`` reads."""
+        return dict(self.by_cluster).get(cluster, self.path)
 
 
 #: how a sidecar learns a password: inline over xDS, or from a file on its host

@@ -8,7 +8,9 @@ until every configured group has a primary that the Sentinels agree on. A
 control plane that starts while Sentinel is unreachable must not hand a
 running sidecar an empty endpoint list; serving nothing leaves sidecars on
 their last good config. After that, the agreement keeps the last good primary
-for a group that loses agreement, so a group never goes back to "no primary".
+for a group that loses agreement, so a group never goes back to "no primary"
+(a reload's new watcher inherits it), and a group added by a reload is left
+out of the snapshot until it has one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import structlog
 from redis_sentinel_watch import (
     Address,
     PrimaryChange,
-    RedisSentinelIO,
     SentinelIO,
     Topology,
     Watcher,
@@ -58,50 +59,11 @@ from xds.service.tls import (
 )
 from xds.service.version import package_version
 from xds.service.watchdog import LoopWatchdog
+from xds.service.wiring import build_watcher, group_specs, sentinel_io
 
 __all__ = ["FailoverRecord", "Service", "build_watcher", "group_specs", "sentinel_io"]
 
 log = structlog.get_logger("xds.service")
-
-
-def sentinel_io(config: Config) -> RedisSentinelIO:
-    """The Sentinel/Redis I/O the config asks for (timeouts, AUTH, TLS)."""
-    return RedisSentinelIO(
-        config.watch.sentinel_timeout_s,
-        sentinel_auth=config.sentinel_auth,
-        redis_auth=config.redis_auth,
-        tls=config.tls,
-    )
-
-
-def group_specs(config: Config, topology: Topology) -> list[GroupSpec]:
-    """What each configured group's resources are built from, with its agreed primary."""
-    primaries = topology.primaries()
-    return [
-        GroupSpec(
-            g.name,
-            g.listen,
-            primaries.get(g.name),
-            op_timeout_ms=g.op_timeout_ms,
-            upstream_auth=g.upstream_auth,
-            downstream_auth=g.downstream_auth,
-        )
-        for g in config.groups
-    ]
-
-
-def build_watcher(config: Config, io: SentinelIO) -> Watcher:
-    """The watcher the config asks for, over ``io``."""
-    return Watcher(
-        io,
-        config.sentinels,
-        [g.name for g in config.groups],
-        poll_interval_s=config.watch.poll_interval_s,
-        role_check=config.watch.role_check,
-        react_on_promotion=config.watch.react_on_promotion,
-        promotion_probe_interval_s=config.watch.promotion_probe_interval_s,
-        fence_pause_ms=config.watch.fence_pause_ms,
-    )
 
 
 class Service:
@@ -122,7 +84,7 @@ class Service:
         self.metrics = Metrics(version=package_version())
         self.sidecars = Sidecars(self.metrics)
         self.watcher = build_watcher(config, self.io)
-        self.watcher.subscribe(self._on_topology)
+        self._listen_to(self.watcher)
         self.xds = XdsServer(
             self.cache,
             self.sidecars,
@@ -175,8 +137,7 @@ class Service:
                 "xds.transport.unprotected", listen=str(self.config.xds_listen), why=warning
             )
         admin_port = await self.admin.start(self.config.admin_listen)
-        self._watch_task = asyncio.create_task(self.watcher.run())
-        self._watch_task.add_done_callback(self._watch_ended)
+        self._start_watch()
         notify = asyncio.create_task(
             notify_lifecycle(
                 SystemdNotifier(), self.ready, self.systemd_status, watchdog_interval_s()
@@ -220,7 +181,9 @@ class Service:
                 )
                 REDACTOR.add(config_secrets(plan.config))
                 token = admin_token(plan.config)
-                staged = self._stage(plan.config, self.watcher.topology)
+                watcher = await self._next_watcher(plan.config) if plan.rewatch else self.watcher
+                profiles = Profiles(plan.config.groups)  # sidecars may choose other groups
+                staged = self._stage(plan.config, watcher.topology)
             except Exception as exc:  # nothing was switched: say why and keep serving
                 field, error = reload_failure(exc)
                 log.error("config.reload_failed", field=field, error=error)
@@ -229,6 +192,10 @@ class Service:
             # apply: assignments only from here on (no await, nothing that can raise), so
             # a reload is never half-applied and the topology staged above is still current
             new = plan.config
+            if watcher is not self.watcher:
+                self._swap_watcher(watcher)
+            self.profiles = profiles  # new streams only: open ones keep their profile
+            self.cache.set_profile_of(profiles.of)
             self.io.reconfigure(
                 new.watch.sentinel_timeout_s,
                 sentinel_auth=new.sentinel_auth,
@@ -282,6 +249,41 @@ class Service:
         finally:
             await self.shutdown()
 
+    def _start_watch(self) -> None:
+        self._watch_task = asyncio.create_task(self.watcher.run(), name="watch")
+        self._watch_task.add_done_callback(self._watch_ended)
+
+    def _listen_to(self, watcher: Watcher) -> None:
+        """Serve ``watcher``'s topologies for as long as it is the service's watcher: one
+        replaced by a reload may still conclude something while it is cancelled."""
+
+        def on_topology(topology: Topology, changes: Sequence[PrimaryChange]) -> None:
+            if watcher is self.watcher:
+                self._on_topology(topology, changes)
+
+        watcher.subscribe(on_topology)
+
+    async def _next_watcher(self, config: Config) -> Watcher:
+        """A watcher for the reloaded Sentinels and groups, seeded with what the running
+        one concluded and polled once, so it takes over with views, reachability and
+        the primaries it could agree on (may raise: the reload then fails)."""
+        watcher = build_watcher(config, self.io, seed=self.watcher.topology)
+        self._listen_to(watcher)
+        await watcher.poll_once()
+        return watcher
+
+    def _swap_watcher(self, watcher: Watcher) -> None:
+        """Make ``watcher`` the one served (cannot fail): the old watch task is cancelled
+        without counting as a watcher that died, the new one runs if the old one did."""
+        old, self.watcher = self._watch_task, watcher
+        if old is None:
+            return
+        old.remove_done_callback(self._watch_ended)
+        old.cancel()
+        self._tasks.add(old)
+        old.add_done_callback(self._task_done)
+        self._start_watch()
+
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         """The watcher never returns on its own: if it died, serving on would mean
         silently missing failovers, so log it and stop (systemd restarts us)."""
@@ -305,19 +307,27 @@ class Service:
 
     def _stage(self, config: Config, topology: Topology) -> tuple[list[GroupSpec], Snapshot] | None:
         """The specs and plain snapshot ``config`` gives for ``topology``, or None when
-        there is nothing to publish: a group has no agreed primary yet, or the specs (the
-        cache key) are what is served now, as after a change of health, dissent or
-        agreeing count alone, which would rebuild every resource to throw it away.
-        Raises if the snapshot is inconsistent."""
+        there is nothing to publish: before the first snapshot, a group has no agreed
+        primary yet; or the specs (the cache key) are what is served now, as after a
+        change of health, dissent or agreeing count alone, which would rebuild every
+        resource to throw it away. Raises if the snapshot is inconsistent.
+
+        After the first snapshot only a group added by a reload can lack a primary (the
+        others keep their last good one): it is left out until it has one, so waiting for
+        it neither withholds the other groups' failovers nor drops their listeners."""
         unknown = [g.name for g in topology.groups if g.primary is None]
         if unknown:
+            first = self.cache.current() is None
             log.warning(
                 "xds.waiting_for_topology",
                 groups=unknown,
-                hint="nothing is served until every group has an agreed primary",
+                hint="nothing is served until every group has an agreed primary"
+                if first
+                else "served without these groups until each has an agreed primary",
             )
-            return None
-        specs = group_specs(config, topology)
+            if first:
+                return None
+        specs = [s for s in group_specs(config, topology) if s.primary is not None]
         if self.cache.is_current(tuple(specs)):
             return None
         return specs, build_snapshot(specs)  # the plain profile

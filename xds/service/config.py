@@ -191,8 +191,14 @@ def _sidecar_auth(
     if d is None:
         return None
     which = _exactly_one(d, path, ("sidecar_password_file", "password_file", "password_env"))
+    by_cluster = d["sidecar_password_file_by_cluster"]
     if which == "sidecar_password_file":
-        return PasswordFile(d["sidecar_password_file"], d["username"])
+        return PasswordFile(d["sidecar_password_file"], d["username"], by_cluster or ())
+    if by_cluster is not None:
+        raise ConfigError(
+            f"{path}.sidecar_password_file_by_cluster",
+            "overrides sidecar_password_file, which is not given",
+        )
     if not mtls:
         raise ConfigError(
             f"{path}.{which}",

@@ -163,6 +163,27 @@ def _metadata(value: object, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(metadata)
 
 
+_SIDECAR_FILE = FilePath(absolute=True, what="path on the sidecar's host")
+
+
+def _files_by_cluster(value: object, path: str) -> tuple[tuple[str, str], ...]:
+    """(node cluster, path) pairs in file order: where each cluster's sidecars keep it."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            path, f"expected a mapping of node cluster to absolute path, got {type_name(value)}"
+        )
+    if not value:
+        raise ConfigError(path, "must name at least one node cluster")
+    out: list[tuple[str, str]] = []
+    for cluster, item in value.items():
+        if not isinstance(cluster, str) or not cluster:
+            raise ConfigError(
+                path, f"node cluster names must be non-empty strings, got {cluster!r}"
+            )
+        out.append((cluster, _SIDECAR_FILE.parse(item, f"{path}.{cluster}")))
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- sections
 
 _PASSWORD_FILE = Key(
@@ -197,8 +218,14 @@ SIDECAR_AUTH = Section(
         Key("username", UserName(), "ACL user; omit for the default user (requirepass)"),
         Key(
             "sidecar_password_file",
-            FilePath(absolute=True, what="path on the sidecar's host"),
+            _SIDECAR_FILE,
             "file the sidecar's Envoy reads the password from; the control plane never reads it",
+        ),
+        Key(
+            "sidecar_password_file_by_cluster",
+            Custom(_files_by_cluster, "mapping of node cluster to absolute path"),
+            "where sidecars of these node clusters (bootstrap `--node-cluster`) keep that file "
+            "instead; others use `sidecar_password_file`",
         ),
         _PASSWORD_FILE,
         _PASSWORD_ENV,

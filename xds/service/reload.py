@@ -23,16 +23,23 @@ What a reload does with each part of the file:
   the token in it, and the contents (or paths) of ``xds.tls.cert_file``,
   ``key_file`` and ``client_ca_file`` (new handshakes get them; connected
   sidecars keep their streams).
+- **applied by a new watcher** (:attr:`ReloadPlan.rewatch`): adding or removing
+  Sentinels or groups. The watcher's majority, Sentinel connections and
+  per-group agreement are built for a fixed set, so the service builds a new
+  one, seeded with the running one's conclusions (groups that stay keep their
+  last good primary), polls it once, and swaps it in; xDS streams stay open.
+  A removed group leaves the snapshot (sidecars drop its listener); an added
+  one joins it once the Sentinels agree on its primary, the other groups being
+  served meanwhile (see :meth:`xds.service.app.Service._stage`).
+- **applied to new streams**: ``groups.X.sidecars`` (the node → profile rule is
+  rebuilt on every reload). A stream's profile (which groups it receives) is
+  chosen when it opens: connected sidecars keep theirs until they reconnect.
 - **reported and ignored until a restart** (:data:`RESTART_ONLY`,
   ``config.reload_ignored``): the listen addresses and the limits of the xDS
   listener, and ``log.*``. The sockets are bound and the limits built into the
   running server; a reload that refused them would also block the password
   rotation that came with them, and keeping the old value is always safe.
-- **refused** (the reload fails): adding or removing Sentinels or groups
-  (the watcher's majority, its Sentinel connections and the per-group
-  agreement are built for a fixed set), ``groups.X.sidecars`` (a stream's
-  groups are chosen when it opens, so connected sidecars would keep the old
-  choice), and switching ``xds.tls`` on or off or changing
+- **refused** (the reload fails): switching ``xds.tls`` on or off or changing
   ``require_client_cert`` (the transport is fixed when the port is bound, and
   the rule that inline passwords need client certificates was checked against
   the file, not against what runs). These need a restart; replicas restart
@@ -83,12 +90,14 @@ class ReloadPlan:
     ``config`` is the file's config with the :data:`RESTART_ONLY` parts of the
     running one; ``changed`` and ``ignored`` are the file's dotted key names
     (never values); ``tls`` is the certificate material to serve if it changed.
+    ``rewatch``: the set of Sentinels or of groups changed (a new watcher is needed).
     """
 
     config: Config
     changed: tuple[str, ...]
     ignored: tuple[str, ...]
     tls: TlsMaterial | None
+    rewatch: bool = False
 
 
 def _file_name(attribute: str) -> str:
@@ -118,27 +127,6 @@ def diff_fields(old: object, new: object, path: str) -> list[str]:
 
 def _refusal(running: Config, new: Config) -> ConfigError | None:
     """Why ``new`` cannot replace ``running`` without a restart, or None."""
-    if set(running.sentinels) != set(new.sentinels):
-        return ConfigError(
-            "sentinels",
-            "adding or removing Sentinels needs a restart (the majority and the Sentinel "
-            "connections are fixed at start); nothing was changed",
-        )
-    names = [g.name for g in running.groups]
-    if sorted(names) != sorted(g.name for g in new.groups):
-        return ConfigError(
-            "groups",
-            "adding or removing groups needs a restart (each group's agreement is built at "
-            "start); nothing was changed",
-        )
-    for g in running.groups:
-        now = new.group(g.name)
-        if now is not None and now.sidecars != g.sidecars:
-            return ConfigError(
-                f"groups.{g.name}.sidecars",
-                "which sidecars receive a group is decided when their stream opens; "
-                "changing it needs a restart; nothing was changed",
-            )
     before, after = running.xds_tls, new.xds_tls
     if (before is None) != (after is None) or (
         before is not None
@@ -169,8 +157,12 @@ def plan_reload(
     refused = _refusal(running, new)
     if refused is not None:
         raise refused
-    # the same Sentinels (refused otherwise) in the order the watcher was built with
-    keep: dict[str, Any] = {a: getattr(running, a) for a in (*RESTART_ONLY, "sentinels")}
+    keep: dict[str, Any] = {a: getattr(running, a) for a in RESTART_ONLY}
+    rewatch = set(running.sentinels) != set(new.sentinels) or {g.name for g in running.groups} != {
+        g.name for g in new.groups
+    }
+    if set(running.sentinels) == set(new.sentinels):  # reordered is not a change
+        keep["sentinels"] = running.sentinels
     ignored = tuple(
         name
         for a in RESTART_ONLY
@@ -182,13 +174,15 @@ def plan_reload(
     changed = diff_fields(
         dataclasses.replace(running, groups=()), dataclasses.replace(effective, groups=()), ""
     )
-    for g in running.groups:
-        changed += diff_fields(g, by_name[g.name], f"groups.{g.name}.")
+    for g in running.groups:  # a removed or added group is named whole
+        now = by_name.get(g.name)
+        changed += [f"groups.{g.name}"] if now is None else diff_fields(g, now, f"groups.{g.name}.")
+    changed += [f"groups.{g.name}" for g in effective.groups if running.group(g.name) is None]
     tls: TlsMaterial | None = None
     if new_tls is not None and running_tls is not None and new_tls != running_tls:
         tls = new_tls
         changed += [f for f in new_tls.changed_fields(running_tls) if f not in changed]
-    return ReloadPlan(effective, tuple(changed), ignored, tls)
+    return ReloadPlan(effective, tuple(changed), ignored, tls, rewatch)
 
 
 def prepare_reload(
