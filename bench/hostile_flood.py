@@ -192,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         summarize(rounds),
         rounds,
         setup="1 primary + 1 replica, 3 Sentinels, down-after 1000 ms; sentinel-xds serve "
-        f"with default limits; flood: {FLOOD_CLIENTS} clients in their own process, half "
-        "re-sending a 3 MB Node (280,000 numbers), half ~235 KB Nodes (4,000 values) with a "
-        "new id per stream; /healthz every 50 ms during each round",
+        f"with default limits; flood: {FLOOD_CLIENTS} clients in their own process "
+        "(tests/flood.py), half taking turns with a 3 MB Node (280,000 numbers), ~480 KB "
+        "of SotW names and ~480 KB of Delta initial versions, half ~235 KB Nodes (4,000 "
+        "values) with a new id per stream; /healthz every 50 ms during each round",
         goals="flood within 2x of quiet: failover-to-switch, /healthz, new sidecar config",
     )
     common.write_result(args.out, result, result["summary"])
